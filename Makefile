@@ -1,0 +1,29 @@
+# `make demo` and `make test` set up .venv on first use (and again whenever pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: demo test bench crosscheck clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m synsim.demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+crosscheck: $(STAMP)
+	$(PY) -m synsim.crosscheck
+
+bench: $(STAMP)
+	$(PY) benchmarks/synsim_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

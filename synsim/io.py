@@ -1,0 +1,197 @@
+"""The synapse-state schema (shared by simulator and learner) and netCDF save / load / append.
+
+Variable names, units and long names follow architecture.md and synsim-model.md §10.2 (CF
+conventions, UDUNITS strings). Files are written atomically: to a temporary file beside the target,
+then renamed, so an interrupted write never damages what was already there. `append` grows a file
+along one dimension by streaming a copy on disk and writing only the new slab with netCDF4, never
+loading the existing content into memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+CONVENTIONS = "CF-1.10"
+ENGINE = "netcdf4"
+
+# name -> (units, long_name)
+VARIABLES: dict[str, tuple[str, str]] = {
+    "time": ("ms", "simulation time"),
+    "step": ("1", "global presentation index"),
+    "pre": ("1", "presynaptic release probability"),
+    "depolarisation": ("1", "postsynaptic depolarisation"),
+    "mg_block": ("1", "NMDA Mg2+ block (unblocked fraction)"),
+    "calcium": ("1", "NMDA calcium (normalised, theta_d = 1)"),
+    "ampa": ("1", "AMPA slot occupancy"),
+    "functional": ("1", "functional (unsilenced) synapse"),
+    "w_A": ("nS", "AMPA conductance scale"),
+    "v": ("mV", "membrane potential"),
+    "s_ampa": ("1", "open AMPA fraction (peak-normalised)"),
+    "s_nmda": ("1", "open NMDA fraction (peak-normalised)"),
+    "bap": ("mV", "back-propagating spike depolarisation"),
+    "i_ampa": ("pA", "AMPA current (outward positive, voltage-clamp convention)"),
+    "i_nmda": ("pA", "NMDA current (outward positive, voltage-clamp convention)"),
+    "i_syn": ("pA", "total synaptic current (outward positive, voltage-clamp convention)"),
+    "synapse": ("1", "synapse index"),
+    "post": ("1", "postsynaptic neuron index"),
+    "pre_neuron": ("1", "presynaptic neuron of the synapse"),
+    "post_neuron": ("1", "postsynaptic neuron of the synapse"),
+    "spike_time": ("ms", "postsynaptic spike time"),
+    "spike_neuron": ("1", "neuron that spiked"),
+    "event": ("1", "silencing/unsilencing event index"),
+    "event_time": ("ms", "time of the silencing/unsilencing event"),
+    "event_synapse": ("1", "synapse of the event"),
+    "event_kind": ("1", "+1 unsilenced (rho crossed rho_sil upwards), -1 silenced"),
+    "task": ("1", "task being learned"),
+    "synapse_task": ("1", "task of the synapse's sub-network"),
+    "gate_open_rate": ("1", "share of inputs for which the gate is open"),
+    "after_task": ("1", "evaluation after learning this task"),
+    "input_task": ("1", "task the evaluated inputs belong to"),
+}
+
+
+def annotate(ds: xr.Dataset, **global_attrs) -> xr.Dataset:
+    """Attach units/long_name to every known variable and coordinate, plus global attributes."""
+    for name in list(ds.variables):
+        if name in VARIABLES:
+            units, long_name = VARIABLES[name]
+            ds[name].attrs.setdefault("units", units)
+            ds[name].attrs.setdefault("long_name", long_name)
+    ds.attrs.setdefault("Conventions", CONVENTIONS)
+    ds.attrs.setdefault("package_version", _version())
+    ds.attrs.update(global_attrs)
+    return ds
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("synsim-artsy")
+    except Exception:  # pragma: no cover - not installed as a distribution
+        return "unknown"
+
+
+def _netcdf_attr(value):
+    """netCDF attributes hold numbers, strings and 1-D numeric arrays; anything else becomes JSON."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, float, str, np.integer, np.floating)):
+        return value
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) and all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            for v in value):
+        return np.asarray(value)
+    return json.dumps(value, default=str)
+
+
+def _encodable(ds: xr.Dataset) -> xr.Dataset:
+    ds = ds.copy()
+    ds.attrs = {k: _netcdf_attr(v) for k, v in ds.attrs.items() if v is not None}
+    for name in ds.variables:
+        ds[name].attrs = {k: _netcdf_attr(v) for k, v in ds[name].attrs.items() if v is not None}
+    return ds
+
+
+def _atomic_target(path: Path):
+    """A temporary file beside `path` (same filesystem, so os.replace is atomic), mode 0644."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    return Path(tmp)
+
+
+def write_json(path, data) -> Path:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save(ds: xr.Dataset, path, unlimited_dims=()) -> Path:
+    """Write `ds` to netCDF-4 atomically; `unlimited_dims` can later grow with `append`."""
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        _encodable(ds).to_netcdf(tmp, engine=ENGINE, format="NETCDF4",
+                                 unlimited_dims=list(unlimited_dims))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load(path) -> xr.Dataset:
+    """Read a file written by `save`/`append` fully into memory (booleans restored)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: expected a netCDF file written by synsim.io")
+    return xr.load_dataset(path, engine=ENGINE)
+
+
+def append(path, ds: xr.Dataset, dim: str) -> Path:
+    """Append `ds` along `dim` to the file at `path` (created, with `dim` unlimited, if absent).
+
+    Variables that lack `dim` must already be in the file or are added; variables with `dim` are
+    written as a new slab after the existing entries. The file is updated atomically.
+    """
+    import netCDF4
+
+    path = Path(path)
+    if dim not in ds.dims:
+        raise ValueError(f"dim = {dim!r} is not a dimension of the dataset: it has {list(ds.dims)}")
+    if not path.exists():
+        return save(ds, path, unlimited_dims=[dim])
+    tmp = _atomic_target(path)
+    try:
+        shutil.copyfile(path, tmp)
+        with netCDF4.Dataset(tmp, "a") as nc:
+            if dim not in nc.dimensions or not nc.dimensions[dim].isunlimited():
+                raise ValueError(f"{path} cannot grow along {dim!r}: it was not saved with "
+                                 f"unlimited_dims=[{dim!r}]")
+            offset = len(nc.dimensions[dim])
+            encoded = _encodable(ds)
+            for name, var in encoded.variables.items():
+                enc = xr.conventions.encode_cf_variable(var, name=name)
+                if name not in nc.variables:
+                    if dim in var.dims and offset > 0:
+                        raise ValueError(f"variable {name!r} is new but has dim {dim!r}: the file "
+                                         f"already holds {offset} entries along it")
+                    for d in var.dims:
+                        if d not in nc.dimensions:
+                            nc.createDimension(d, None if d == dim else var.sizes[d])
+                    fill = enc.attrs.pop("_FillValue", None)
+                    out = nc.createVariable(name, enc.dtype, var.dims, fill_value=fill)
+                    out.setncatts(enc.attrs)
+                    out[...] = enc.values
+                    continue
+                out = nc.variables[name]
+                if tuple(out.dimensions) != tuple(var.dims):
+                    raise ValueError(f"variable {name!r} has dims {var.dims} but the file has "
+                                     f"{tuple(out.dimensions)}")
+                if dim not in var.dims:
+                    continue  # static variable, already written
+                index = tuple(slice(offset, offset + var.sizes[d]) if d == dim
+                              else slice(0, var.sizes[d]) for d in var.dims)
+                for d in var.dims:
+                    if d != dim and var.sizes[d] != len(nc.dimensions[d]):
+                        raise ValueError(f"variable {name!r} has {var.sizes[d]} entries along "
+                                         f"{d!r} but the file has {len(nc.dimensions[d])}")
+                out[index] = enc.values
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,352 @@
+"""The NGAI synapse model: state, circuit, stimulus and the exact per-step update.
+
+One implementation of the step, written against the array-API namespace, so the same code runs on
+numpy (float64, the reference) and on torch (float32/float64, any device). The order of operations
+for step n -> n+1 mirrors Brian2's schedule (synsim-model.md §5.1, §7.3):
+
+1. record the state at t_n (done by the caller);
+2. rho update, gates frozen at c_n (exact: rho -> rho_inf + (rho - rho_inf) e^{-k dt});
+3. summed synaptic conductances from rho_{n+1} and the traces at t_n (LIF neurons only);
+4. calcium, exact given B_n = B(V_n + b_n) (or the cheap ZOH variant, = Brian2 exponential_euler);
+5. traces decay; V integrated exactly with conductances and B frozen over the step; refractoriness;
+6. threshold, then jumps: releases add their amplitude to the four traces, a postsynaptic spike adds
+   c_post to the calcium of its synapses and the bAP amplitude to b, and resets V.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import Backend
+from .kinetics import MG_BLOCK_HALF_mM, MG_BLOCK_SLOPE_PER_mV
+from .params import ModelParams
+
+POST_MODES = ("clamp", "lif")
+
+
+def _check_index(name: str, index: np.ndarray, n: int, n_name: str) -> None:
+    if index.size and (index.min() < 0 or index.max() >= n):
+        bad = index[(index < 0) | (index >= n)][0]
+        raise ValueError(f"{name} contains {bad}, out of range: must be in [0, {n_name} = {n})")
+
+
+def _vector(name: str, values, n: int, n_name: str, dtype=float) -> np.ndarray:
+    arr = np.asarray(values, dtype=dtype)
+    if arr.ndim == 0:
+        arr = np.full(n, arr.item(), dtype=dtype)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} has shape {arr.shape}: must be ({n},) to match {n_name} = {n}")
+    return arr
+
+
+@dataclass
+class Circuit:
+    """Who connects to whom and what each postsynaptic neuron does.
+
+    A *source* carries one set of presynaptic traces (r_A, d_A, r_N, d_N). With deterministic release
+    all synapses of a presynaptic neuron share one source; with stochastic release every synapse has
+    its own (the protocols resolve release failures into per-synapse events before simulating).
+    """
+
+    syn_source: np.ndarray
+    syn_post: np.ndarray
+    n_sources: int
+    n_post: int
+    post_mode: str = "clamp"
+    v_hold_mV: np.ndarray | float = -70.0  # clamp potential, or initial V of a LIF neuron
+    i_ext_pA: np.ndarray | float = 0.0  # injected current (LIF only)
+    rho0: np.ndarray | float = 0.0
+    c0: np.ndarray | float = 0.0
+    pre_neuron: np.ndarray | None = None  # presynaptic neuron of each synapse, for the record
+
+    def __post_init__(self) -> None:
+        self.syn_source = np.asarray(self.syn_source, dtype=np.int64).reshape(-1)
+        self.syn_post = np.asarray(self.syn_post, dtype=np.int64).reshape(-1)
+        if self.syn_source.shape != self.syn_post.shape:
+            raise ValueError(f"syn_post has shape {self.syn_post.shape}: must match syn_source "
+                             f"{self.syn_source.shape} (one entry per synapse)")
+        if self.post_mode not in POST_MODES:
+            raise ValueError(f"post_mode = {self.post_mode!r} is invalid: must be one of {POST_MODES}")
+        _check_index("syn_source", self.syn_source, self.n_sources, "n_sources")
+        _check_index("syn_post", self.syn_post, self.n_post, "n_post")
+        self.v_hold_mV = _vector("v_hold_mV", self.v_hold_mV, self.n_post, "n_post")
+        self.i_ext_pA = _vector("i_ext_pA", self.i_ext_pA, self.n_post, "n_post")
+        self.rho0 = _vector("rho0", self.rho0, self.n_syn, "n_syn")
+        self.c0 = _vector("c0", self.c0, self.n_syn, "n_syn")
+        if np.any((self.rho0 < 0) | (self.rho0 > 1)):
+            raise ValueError(f"rho0 contains {self.rho0[(self.rho0 < 0) | (self.rho0 > 1)][0]}: "
+                             "AMPA occupancy must be in [0, 1]")
+        if self.pre_neuron is None:
+            self.pre_neuron = self.syn_source.copy()
+        self.pre_neuron = _vector("pre_neuron", self.pre_neuron, self.n_syn, "n_syn", np.int64)
+
+    @property
+    def n_syn(self) -> int:
+        return int(self.syn_source.size)
+
+
+@dataclass
+class Stimulus:
+    """Events on the time grid: presynaptic releases and imposed postsynaptic spikes."""
+
+    n_steps: int
+    release_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    release_source: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    release_amplitude: np.ndarray | None = None  # 1 per release unless given (mean-field: p_rel)
+    post_spike_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    post_spike_neuron: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __post_init__(self) -> None:
+        if int(self.n_steps) != self.n_steps or self.n_steps < 1:
+            raise ValueError(f"n_steps = {self.n_steps!r} is invalid: must be an integer >= 1")
+        self.n_steps = int(self.n_steps)
+        self.release_step = np.asarray(self.release_step, np.int64).reshape(-1)
+        self.release_source = np.asarray(self.release_source, np.int64).reshape(-1)
+        if self.release_amplitude is None:
+            self.release_amplitude = np.ones(self.release_step.size)
+        self.release_amplitude = np.asarray(self.release_amplitude, float).reshape(-1)
+        self.post_spike_step = np.asarray(self.post_spike_step, np.int64).reshape(-1)
+        self.post_spike_neuron = np.asarray(self.post_spike_neuron, np.int64).reshape(-1)
+        for a, b, names in ((self.release_step, self.release_source, "release_source"),
+                            (self.release_step, self.release_amplitude, "release_amplitude"),
+                            (self.post_spike_step, self.post_spike_neuron, "post_spike_neuron")):
+            if a.shape != b.shape:
+                raise ValueError(f"{names} has shape {b.shape}: must match the event steps {a.shape}")
+        for name, steps in (("release_step", self.release_step),
+                            ("post_spike_step", self.post_spike_step)):
+            if steps.size and (steps.min() < 0 or steps.max() >= self.n_steps):
+                bad = steps[(steps < 0) | (steps >= self.n_steps)][0]
+                raise ValueError(f"{name} contains {bad}, outside the run: must be in "
+                                 f"[0, n_steps = {self.n_steps})")
+
+    @classmethod
+    def from_times(cls, duration_ms: float, dt_ms: float, release_times_ms=(), release_sources=(),
+                   release_amplitude=None, post_spike_times_ms=(), post_spike_neurons=()):
+        """Bin event times (ms) to the dt grid, as Brian2's SpikeGeneratorGroup does."""
+        if not (math.isfinite(duration_ms) and duration_ms > 0):
+            raise ValueError(f"duration_ms = {duration_ms!r} is invalid: must be > 0 ms")
+        n_steps = int(round(duration_ms / dt_ms))
+        steps = {}
+        for name, times in (("release_times_ms", release_times_ms),
+                            ("post_spike_times_ms", post_spike_times_ms)):
+            t = np.asarray(times, float).reshape(-1)
+            if t.size and (t.min() < 0 or t.max() >= duration_ms or not np.isfinite(t).all()):
+                bad = t[(t < 0) | (t >= duration_ms) | ~np.isfinite(t)][0]
+                raise ValueError(f"{name} contains {bad} ms, outside the run: must be in "
+                                 f"[0, {duration_ms}) ms")
+            steps[name] = np.minimum(np.round(t / dt_ms).astype(np.int64), n_steps - 1)
+        return cls(n_steps=n_steps, release_step=steps["release_times_ms"],
+                   release_source=release_sources, release_amplitude=release_amplitude,
+                   post_spike_step=steps["post_spike_times_ms"],
+                   post_spike_neuron=post_spike_neurons)
+
+
+@dataclass(frozen=True)
+class StepConstants:
+    """Per-step decay factors and update coefficients, precomputed once per (params, dt)."""
+
+    a_ampa_rise: float
+    a_ampa_decay: float
+    a_nmda_rise: float
+    a_nmda_decay: float
+    a_ca: float
+    a_bap: float
+    nmda_rise_coef: float  # calcium gained per unit r_N over one step, per unit B
+    nmda_decay_coef: float  # calcium gained per unit d_N over one step, per unit B
+    rho_inf_p: float  # fixed point above theta_p
+    rho_gain_p: float  # 1 - e^{-k dt} above theta_p (kept apart: accurate in float32 too)
+    rho_gain_d: float  # 1 - e^{-k dt} between the thresholds
+    theta_p: float
+    theta_d: float
+    mg_over_half: float
+
+    @classmethod
+    def from_params(cls, params: ModelParams) -> "StepConstants":
+        p, dt = params.synapse, params.dt_ms
+        a = {name: math.exp(-dt / tau) for name, tau in (
+            ("ar_a", p.tau_ampa_rise_ms), ("ad_a", p.tau_ampa_decay_ms),
+            ("ar_n", p.tau_nmda_rise_ms), ("ad_n", p.tau_nmda_decay_ms),
+            ("a_ca", p.tau_ca_ms), ("a_b", p.tau_bap_ms))}
+        kappa_eta = p.kappa_per_ms * p.eta_nmda
+        if params.discretisation == "exact":
+            def phi(tau_x):  # integral of e^{-(dt-s)/tau_ca} e^{-s/tau_x} over one step (ms)
+                return (math.exp(-dt / tau_x) - a["a_ca"]) / (1.0 / p.tau_ca_ms - 1.0 / tau_x)
+
+            rise_coef, decay_coef = -kappa_eta * phi(p.tau_nmda_rise_ms), \
+                kappa_eta * phi(p.tau_nmda_decay_ms)
+        else:  # zero-order hold of s_N over the step (Brian2 exponential_euler)
+            zoh = kappa_eta * p.tau_ca_ms * (1.0 - a["a_ca"])
+            rise_coef, decay_coef = -zoh, zoh
+        kp, kd = p.gamma_p / p.tau_rho_ms, p.gamma_d / p.tau_rho_ms
+        return cls(a_ampa_rise=a["ar_a"], a_ampa_decay=a["ad_a"], a_nmda_rise=a["ar_n"],
+                   a_nmda_decay=a["ad_n"], a_ca=a["a_ca"], a_bap=a["a_b"],
+                   nmda_rise_coef=rise_coef, nmda_decay_coef=decay_coef,
+                   rho_inf_p=p.rho_inf, rho_gain_p=-math.expm1(-(kp + kd) * dt),
+                   rho_gain_d=-math.expm1(-kd * dt), theta_p=p.theta_p, theta_d=p.theta_d,
+                   mg_over_half=p.mg_mM / MG_BLOCK_HALF_mM)
+
+
+def mg_block_of(xp, v_mV, k: StepConstants):
+    return 1.0 / (1.0 + k.mg_over_half * xp.exp(-MG_BLOCK_SLOPE_PER_mV * v_mV))
+
+
+def rho_step(xp, rho, c, k: StepConstants):
+    """Exact AMPA-occupancy update over one step with the calcium gates frozen at c.
+
+    rho + (rho_inf - rho)(1 - e^{-k dt}): the same as rho_inf + (rho - rho_inf) e^{-k dt}, written
+    so that the tiny per-step change (k dt ~ 3e-7) survives float32.
+    """
+    potentiate = rho + (k.rho_inf_p - rho) * k.rho_gain_p
+    return xp.where(c > k.theta_p, potentiate, xp.where(c > k.theta_d, rho - rho * k.rho_gain_d, rho))
+
+
+def calcium_step(c, calcium_drive_src, block_post, syn_source, syn_post, k: StepConstants):
+    """Calcium over one step given the source drive (exact or ZOH) and B_n of the postsynaptic side."""
+    return k.a_ca * c + calcium_drive_src[syn_source] * block_post[syn_post]
+
+
+def synapse_step(xp, c, rho, calcium_drive_src, block_post, syn_source, syn_post,
+                 k: StepConstants):
+    """The per-synapse part of one step (the hot loop): rho from c_n, then calcium given B_n."""
+    rho = rho_step(xp, rho, c, k)
+    return calcium_step(c, calcium_drive_src, block_post, syn_source, syn_post, k), rho
+
+
+class NGAIModel:
+    """Mutable simulation state of one circuit on one backend, advanced by `step()`."""
+
+    def __init__(self, circuit: Circuit, params: ModelParams, backend: Backend = Backend(),
+                 compile: bool = False):
+        self.circuit, self.params, self.backend = circuit, params, backend
+        self.k = StepConstants.from_params(params)
+        self.xp = backend.xp
+        syn, neu = params.synapse, params.neuron
+        ns, npost = circuit.n_sources, circuit.n_post
+        b = backend
+        self.syn_source = b.asarray(circuit.syn_source, "int")
+        self.syn_post = b.asarray(circuit.syn_post, "int")
+        self.r_ampa, self.d_ampa = b.asarray(np.zeros(ns)), b.asarray(np.zeros(ns))
+        self.r_nmda, self.d_nmda = b.asarray(np.zeros(ns)), b.asarray(np.zeros(ns))
+        self.bap = b.asarray(np.zeros(npost))
+        self.v = b.asarray(circuit.v_hold_mV)
+        self.i_ext = b.asarray(circuit.i_ext_pA)
+        self.c = b.asarray(circuit.c0)
+        self.rho = b.asarray(circuit.rho0)
+        self.functional = b.asarray(circuit.rho0 >= syn.rho_sil, "bool")
+        self.lif = circuit.post_mode == "lif"
+        self.refractory_steps = int(round(neu.refractory_ms / params.dt_ms))
+        self.last_spike_step = np.full(npost, -(10 ** 12), dtype=np.int64)
+        self.g_ampa_tot = b.asarray(np.zeros(npost))  # nS, summed over the neuron's synapses
+        self.g_nmda_tot = b.asarray(np.zeros(npost))
+        self._synapse_step = synapse_step
+        self._block, self._bap_active = None, False
+        self._rho_moved = True
+        self.compiled = compile
+        if compile:
+            if b.name != "torch":
+                raise ValueError("compile = True is invalid for the numpy backend: "
+                                 "use backend 'torch' to compile the step")
+            import torch
+
+            self._synapse_step = torch.compile(synapse_step, dynamic=False)
+
+    # --- derived quantities at the current time ---
+    def s_ampa(self):
+        return self.params.synapse.eta_ampa * (self.d_ampa - self.r_ampa)
+
+    def s_nmda(self):
+        return self.params.synapse.eta_nmda * (self.d_nmda - self.r_nmda)
+
+    def mg_block(self):
+        """Unblocked NMDA fraction of each postsynaptic neuron at V_d = V + b."""
+        return mg_block_of(self.xp, self.v + self.bap, self.k)
+
+    def conductances(self):
+        """(g_AMPA, g_NMDA*B) summed per postsynaptic neuron, in nS, from the current state."""
+        syn, b = self.params.synapse, self.backend
+        g_a = b.segment_sum(syn.g_ampa_max_nS * self.rho * self.s_ampa()[self.syn_source],
+                            self.syn_post, self.circuit.n_post)
+        g_n = b.segment_sum(syn.g_nmda_nS * self.s_nmda()[self.syn_source], self.syn_post,
+                            self.circuit.n_post)
+        return g_a, g_n
+
+    def _block_now(self):
+        """B_n, recomputed only when V or b can have changed (always for LIF; after bAPs in clamp)."""
+        if self.lif or self._block is None or self._bap_active:
+            self._block = self.mg_block()
+            if not self.lif and self._bap_active:
+                self._bap_active = bool((self.bap != 0).any())
+        return self._block
+
+    def step(self, n: int, release_source=None, release_amplitude=None, forced_post=None):
+        """Advance from t_n to t_{n+1}. Returns the postsynaptic spike mask (numpy, bool)."""
+        xp, k, syn = self.xp, self.k, self.params.synapse
+        block = self._block_now()  # B_n, frozen over the step
+        drive = k.nmda_decay_coef * self.d_nmda + k.nmda_rise_coef * self.r_nmda
+        if self.lif:  # conductances need rho_{n+1} with the traces at t_n (Brian2 summed vars)
+            self.rho = rho_step(xp, self.rho, self.c, k)
+            self.g_ampa_tot, self.g_nmda_tot = self.conductances()
+            self.c = calcium_step(self.c, drive, block, self.syn_source, self.syn_post, k)
+        elif self.compiled:  # one fused kernel for the whole per-synapse update
+            self.c, self.rho = self._synapse_step(xp, self.c, self.rho, drive, block,
+                                                  self.syn_source, self.syn_post, k)
+        else:  # same update; rho is left alone when no gate is open (it would not change)
+            self._rho_moved = bool((self.c > k.theta_d).any())
+            if self._rho_moved:
+                self.rho = rho_step(xp, self.rho, self.c, k)
+            self.c = calcium_step(self.c, drive, block, self.syn_source, self.syn_post, k)
+        self.r_ampa = self.r_ampa * k.a_ampa_rise
+        self.d_ampa = self.d_ampa * k.a_ampa_decay
+        self.r_nmda = self.r_nmda * k.a_nmda_rise
+        self.d_nmda = self.d_nmda * k.a_nmda_decay
+        self.bap = self.bap * k.a_bap
+        spiked = np.zeros(self.circuit.n_post, dtype=bool)
+        if self.lif:
+            spiked = self._integrate_lif(n, block)
+        if forced_post is not None:
+            spiked |= forced_post
+        if release_source is not None and len(release_source):
+            src = self.backend.asarray(release_source, "int")
+            amp = self.backend.asarray(release_amplitude)
+            for trace in (self.r_ampa, self.d_ampa, self.r_nmda, self.d_nmda):
+                self.backend.add_at(trace, src, amp)
+        if spiked.any():
+            spiked_b = self.backend.asarray(spiked, "bool")
+            self.c = self.c + syn.c_post * spiked_b[self.syn_post]
+            self.bap = self.bap + syn.bap_amplitude_mV * spiked_b
+            if self.lif:
+                self.v = xp.where(spiked_b, self.backend.asarray(
+                    np.full(self.circuit.n_post, self.params.neuron.v_reset_mV)), self.v)
+            self.last_spike_step[spiked] = n
+            self._bap_active = True
+        return spiked
+
+    def _integrate_lif(self, n: int, block):
+        """Exact V update with the synaptic conductance and B frozen over the step, then threshold."""
+        xp, neu, syn = self.xp, self.params.neuron, self.params.synapse
+        g_total = neu.g_leak_nS + self.g_ampa_tot + self.g_nmda_tot * block
+        v_inf = (neu.g_leak_nS * neu.e_leak_mV
+                 + (self.g_ampa_tot + self.g_nmda_tot * block) * syn.e_glu_mV
+                 + self.i_ext) / g_total
+        v_new = v_inf + (self.v - v_inf) * xp.exp(-self.params.dt_ms * g_total / neu.c_m_pF)
+        active_np = (n - self.last_spike_step) >= self.refractory_steps
+        active = self.backend.asarray(active_np, "bool")
+        self.v = xp.where(active, v_new, self.v)
+        above = self.backend.to_numpy(self.v > neu.v_threshold_mV)
+        return above & active_np
+
+    def update_functional(self):
+        """Flag flips since the last call: (indices that unsilenced, indices that silenced)."""
+        if not self._rho_moved:
+            return None  # every calcium gate was closed during the last step: rho did not move
+        now = self.rho >= self.params.synapse.rho_sil
+        flipped = now != self.functional
+        if not bool(flipped.any()):
+            return None
+        idx = self.backend.to_numpy(self.xp.nonzero(flipped)[0])
+        became = self.backend.to_numpy(now)[idx]
+        self.functional = now
+        return idx[became], idx[~became]

@@ -1,0 +1,126 @@
+"""The per-presentation discrete rule: one stimulus presentation is one exact step of the model.
+
+    B   = mg_block(V),  V = V_rest + dV * depolarisation          (mV)
+    C   = lam * C + K * pre * B (+ c_post * spike)                 lam = exp(-Delta / tau_Ca)
+    rho = exact rho update over Delta with the gates frozen at C   (model.rho_step)
+    functional = rho >= rho_sil
+
+The rho update and the Mg block are the simulator's own functions (synsim.model), evaluated with
+the step constants of a model whose dt is the presentation window Delta. Unlike the clock-driven
+kernel, the presentation's calcium decides its own insertion (C first, then rho): in the
+simulator, the calcium read one window after the release became visible, and the insertion one
+step later. With Delta equal to the calcium
+peak time (42.4 ms for the defaults), one presentation from rest equals the simulator's voltage-
+clamp run at dt = Delta with one release of amplitude `pre` (tests/test_rule.py checks this).
+The rule keeps calcium, not the NMDA traces, across presentations: a model of its own for
+sequences, exact for the first one.
+
+Works on numpy arrays and torch tensors (any device, any float dtype); `artsy` calls it in torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from array_api_compat import array_namespace
+
+from .kinetics import calcium_peak
+from .model import StepConstants, mg_block_of, rho_step
+from .params import ModelParams, SynapseParams
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """The synapse parameters plus the presentation window and the depolarisation-to-voltage map."""
+
+    synapse: SynapseParams = SynapseParams()
+    delta_ms: float | None = None  # presentation window; None: the calcium peak time (42.4 ms)
+    v_rest_mV: float = -70.0
+    dv_mV: float = 70.0  # V = v_rest + dv * depolarisation; depolarisation 1 -> 0 mV by default
+    carry_over: bool = True  # lam = exp(-Delta/tau_Ca); False: lam = 0 (no memory across inputs)
+    spike_threshold: float = math.inf  # depolarisation above which the cell spikes (adds c_post)
+
+    def __post_init__(self) -> None:
+        if self.delta_ms is not None and not (math.isfinite(self.delta_ms) and self.delta_ms > 0):
+            raise ValueError(f"delta_ms = {self.delta_ms!r} is invalid: must be > 0 ms")
+        if not math.isfinite(self.v_rest_mV) or not math.isfinite(self.dv_mV):
+            raise ValueError(f"v_rest_mV = {self.v_rest_mV}, dv_mV = {self.dv_mV} are invalid: "
+                             "must be finite mV")
+
+    @property
+    def window_ms(self) -> float:
+        s = self.synapse
+        if self.delta_ms is not None:
+            return self.delta_ms
+        return calcium_peak(s.tau_nmda_rise_ms, s.tau_nmda_decay_ms, s.tau_ca_ms)[0]
+
+    @property
+    def lam(self) -> float:
+        return math.exp(-self.window_ms / self.synapse.tau_ca_ms) if self.carry_over else 0.0
+
+    def step_constants(self) -> StepConstants:
+        """The simulator's step constants at dt = Delta (exact discretisation)."""
+        model = ModelParams(synapse=self.synapse, dt_ms=self.window_ms, allow_coarse_dt=True)
+        return StepConstants.from_params(model)
+
+    def replace(self, **changes) -> "RuleParams":
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
+
+    def as_attrs(self) -> dict:
+        out = {f"rule_{k}": v for k, v in self.synapse.as_attrs().items()}
+        out.update(rule_delta_ms=self.window_ms, rule_v_rest_mV=self.v_rest_mV,
+                   rule_dv_mV=self.dv_mV, rule_lambda=self.lam,
+                   rule_spike_threshold=str(self.spike_threshold))
+        return out
+
+
+class ReceptorRule:
+    """Applies the rule to arrays of synapses (any shape; pre and depolarisation broadcast)."""
+
+    def __init__(self, params: RuleParams = RuleParams()):
+        self.params = params
+        self.k = params.step_constants()
+        self.lam = params.lam
+
+    def voltage(self, depolarisation):
+        return self.params.v_rest_mV + self.params.dv_mV * depolarisation
+
+    def mg_block(self, depolarisation):
+        xp = array_namespace(depolarisation)
+        return mg_block_of(xp, self.voltage(depolarisation), self.k)
+
+    def step(self, calcium, ampa, pre, depolarisation):
+        """One presentation. Returns dict of mg_block, calcium, ampa, functional (new state)."""
+        xp = array_namespace(calcium, ampa, pre, depolarisation)
+        s = self.params.synapse
+        block = self.mg_block(depolarisation)
+        calcium = self.lam * calcium + s.K * pre * block
+        if math.isfinite(self.params.spike_threshold):
+            calcium = calcium + s.c_post * xp.astype(depolarisation > self.params.spike_threshold,
+                                                     calcium.dtype)
+        ampa = rho_step(xp, ampa, calcium, self.k)
+        return {"mg_block": block, "calcium": calcium, "ampa": ampa,
+                "functional": ampa >= s.rho_sil}
+
+    def gate(self, pre, depolarisation):
+        """Functional state after one presentation from rest (C = 0, rho = 0): the learner's gate."""
+        xp = array_namespace(pre, depolarisation)
+        zeros = xp.zeros_like(pre * depolarisation)
+        return self.step(zeros, zeros, pre, depolarisation)["functional"]
+
+    def pre_threshold(self, depolarisation):
+        """The release level above which one presentation from rest opens the gate: theta_p/(K B).
+
+        Valid when the window is long enough for rho to reach rho_sil above theta_p
+        (see `opens_from_rest_when_above_theta_p`).
+        """
+        return self.params.synapse.theta_p / (self.params.synapse.K * self.mg_block(depolarisation))
+
+    def opens_from_rest_when_above_theta_p(self) -> bool:
+        """k >= -ln(1 - rho_sil/rho_inf): the threshold-gate reduction of synsim-model.md §5.5."""
+        s = self.params.synapse
+        k = (s.gamma_p + s.gamma_d) * self.params.window_ms / s.tau_rho_ms
+        return s.rho_sil < s.rho_inf and k >= -math.log(1.0 - s.rho_sil / s.rho_inf)
