@@ -1,5 +1,8 @@
 """Stimulation protocols: each builds a circuit and a stimulus, simulates, returns an xarray Dataset.
 
+`simulator` (default `synsim.simulate.simulate`) is the function that runs the circuit; the
+cross-check passes the Brian2 reference instead, so both run the same protocol code end to end.
+
 Every protocol batches its conditions (holding potentials, initial occupancies, delays) into one
 simulation of independent synapses, so a whole curve costs one run. Results carry CF `units` and
 `long_name` attributes; protocol-level summaries are added as extra variables.
@@ -18,7 +21,7 @@ from .model import Circuit, Stimulus
 from .params import ModelParams
 from .simulate import simulate
 
-PROTOCOLS = ("epsc", "iv", "pairing", "stdp", "minimal_stimulation")
+PROTOCOLS = ("epsc", "iv", "pairing", "stdp", "minimal_stimulation", "spiking_neuron")
 
 
 def _params(params: ModelParams | None) -> ModelParams:
@@ -47,7 +50,7 @@ def _as_list(name: str, values, low=-math.inf, high=math.inf, unit="") -> np.nda
 
 def epsc(v_hold_mV=(-70.0, 40.0), rho0=(0.0, 0.5), duration_ms: float = 250.0,
          params: ModelParams | None = None, backend: Backend = Backend(),
-         plasticity: bool = False) -> xr.Dataset:
+         plasticity: bool = False, simulator=simulate) -> xr.Dataset:
     """Voltage-clamp EPSCs of one release at t = 0, at each holding potential and occupancy.
 
     rho0 = 0 is a silent synapse (NMDA only), rho0 > 0 a functional one. With plasticity off (the
@@ -64,7 +67,7 @@ def epsc(v_hold_mV=(-70.0, 40.0), rho0=(0.0, 0.5), duration_ms: float = 250.0,
     circuit = Circuit(syn_source=np.zeros(n, int), syn_post=np.arange(n), n_sources=1, n_post=n,
                       v_hold_mV=vv.ravel(), rho0=rr.ravel())
     stim = Stimulus.from_times(duration_ms, params.dt_ms, [0.0], [0])
-    ds = simulate(circuit, stim, params, backend, attrs={"protocol": "epsc"})
+    ds = simulator(circuit, stim, params, backend=backend, attrs={"protocol": "epsc"})
     ds = ds.assign_coords(v_hold=("post", vv.ravel()), rho0=("post", rr.ravel()))
     ds["v_hold"].attrs.update(units="mV", long_name="holding potential")
     ds["rho0"].attrs.update(units="1", long_name="initial AMPA occupancy")
@@ -77,13 +80,14 @@ def _signed_peak(values: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def iv(v_hold_mV=np.arange(-100.0, 61.0, 10.0), rho0: float = 0.5, duration_ms: float = 250.0,
-       params: ModelParams | None = None, backend: Backend = Backend()) -> xr.Dataset:
+       params: ModelParams | None = None, backend: Backend = Backend(),
+       simulator=simulate) -> xr.Dataset:
     """Current-voltage relation of the peak AMPA and NMDA currents (plasticity off).
 
     The AMPA I-V is linear through E_glu; the NMDA I-V is J-shaped (negative slope below about
     -30 mV) because of the Mg2+ block.
     """
-    ds = epsc(v_hold_mV, [rho0], duration_ms, params, backend)
+    ds = epsc(v_hold_mV, [rho0], duration_ms, params, backend, simulator=simulator)
     v = ds["v_hold"].values
     out = xr.Dataset(
         {"i_ampa_peak": ("v_hold", _signed_peak(ds["i_ampa"].values)),
@@ -100,7 +104,7 @@ def iv(v_hold_mV=np.arange(-100.0, 61.0, 10.0), rho0: float = 0.5, duration_ms: 
 def pairing(frequency_hz: float = 2.0, n_pulses: int = 200, v_clamp_mV=(-70.0, -30.0, -20.0,
             -10.0, 0.0), rho0=(0.3, 0.0), params: ModelParams | None = None,
             backend: Backend = Backend(), record_every_ms: float = 5.0, tail_ms: float = 500.0,
-            progress: bool = False) -> xr.Dataset:
+            progress: bool = False, simulator=simulate) -> xr.Dataset:
     """A presynaptic train at `frequency_hz` with the postsynaptic side clamped at each voltage.
 
     The classic unsilencing protocol (Isaac 1995; Liao 1995) and the Artola-Broecher-Singer voltage
@@ -126,7 +130,7 @@ def pairing(frequency_hz: float = 2.0, n_pulses: int = 200, v_clamp_mV=(-70.0, -
                       v_hold_mV=v, rho0=np.tile(r, n_v))
     stim = Stimulus.from_times(duration, params.dt_ms, times, np.zeros(times.size, int))
     every = max(1, int(round(record_every_ms / params.dt_ms)))
-    ds = simulate(circuit, stim, params, backend, record=("calcium", "ampa", "functional"),
+    ds = simulator(circuit, stim, params, backend=backend, record=("calcium", "ampa", "functional"),
                   record_every=every, progress=progress,
                   attrs={"protocol": "pairing", "frequency_hz": frequency_hz,
                          "n_pulses": int(n_pulses)})
@@ -146,7 +150,7 @@ def pairing(frequency_hz: float = 2.0, n_pulses: int = 200, v_clamp_mV=(-70.0, -
 def stdp(delays_ms=(-50.0, -20.0, -10.0, -5.0, 5.0, 10.0, 20.0, 50.0), n_pairings: int = 60,
          frequency_hz: float = 1.0, rho0=(0.0, 0.3), v_rest_mV: float = -70.0,
          params: ModelParams | None = None, backend: Backend = Backend(),
-         record_every_ms: float = 1.0, progress: bool = False) -> xr.Dataset:
+         record_every_ms: float = 1.0, progress: bool = False, simulator=simulate) -> xr.Dataset:
     """Spike-timing pairing: presynaptic release and an imposed postsynaptic spike at each delay.
 
     delay = t_post - t_pre (positive: pre before post). The postsynaptic spike back-propagates
@@ -180,7 +184,7 @@ def stdp(delays_ms=(-50.0, -20.0, -10.0, -5.0, 5.0, 10.0, 20.0, 50.0), n_pairing
     stim = Stimulus.from_times(duration, params.dt_ms, rel_t, rel_src,
                                post_spike_times_ms=post_t, post_spike_neurons=post_n)
     every = max(1, int(round(record_every_ms / params.dt_ms)))
-    ds = simulate(circuit, stim, params, backend, record=("calcium", "ampa", "functional",
+    ds = simulator(circuit, stim, params, backend=backend, record=("calcium", "ampa", "functional",
                   "mg_block", "bap"), record_every=every, progress=progress,
                   attrs={"protocol": "stdp", "n_pairings": int(n_pairings),
                          "frequency_hz": frequency_hz, "v_rest_mV": v_rest_mV})
@@ -202,7 +206,7 @@ def minimal_stimulation(n_synapses: int = 4, silent_fraction: float = 0.5, p_rel
                         n_trials: int = 100, window_ms: float = 100.0, rho_functional: float = 0.5,
                         detection_pA: float | None = None, seed: int = 0,
                         params: ModelParams | None = None,
-                        backend: Backend = Backend()) -> xr.Dataset:
+                        backend: Backend = Backend(), simulator=simulate) -> xr.Dataset:
     """Minimal stimulation with release failures at -70 and +40 mV (Isaac 1995; Liao 1995).
 
     One fibre contacts `n_synapses` synapses, a share `silent_fraction` of them silent; each
@@ -237,7 +241,7 @@ def minimal_stimulation(n_synapses: int = 4, silent_fraction: float = 0.5, p_rel
                       pre_neuron=np.zeros(n_syn, int))
     sources = np.flatnonzero(released.ravel())
     stim = Stimulus.from_times(window_ms + 1.0, params.dt_ms, np.full(sources.size, 1.0), sources)
-    ds = simulate(circuit, stim, params, backend, record=("i_ampa", "i_nmda"),
+    ds = simulator(circuit, stim, params, backend=backend, record=("i_ampa", "i_nmda"),
                   attrs={"protocol": "minimal_stimulation", "seed": seed})
     current = (ds["i_ampa"] + ds["i_nmda"]).values  # (time, post)
     peak = _signed_peak(current, axis=0).reshape(2, n_trials).T  # (trial, holding)
@@ -273,6 +277,36 @@ def minimal_stimulation(n_synapses: int = 4, silent_fraction: float = 0.5, p_rel
     return io.annotate(out)
 
 
+def spiking_neuron(n_inputs: int = 20, rate_hz: float = 20.0, i_ext_pA: float = 450.0,
+                   duration_ms: float = 1000.0, rho0: float = 0.0, seed: int = 0,
+                   params: ModelParams | None = None, backend: Backend = Backend(),
+                   record_every_ms: float = 0.1, simulator=simulate) -> xr.Dataset:
+    """A leaky integrate-and-fire neuron driven by a current and by Poisson-timed inputs.
+
+    Its own spikes back-propagate: inputs that release shortly before a spike see a relieved Mg2+
+    block and unsilence (Hebbian unsilencing without a clamp). Spike and release times are drawn
+    from `seed` before simulating, so every backend sees the same input.
+    """
+    params = _params(params)
+    if int(n_inputs) != n_inputs or n_inputs < 1:
+        raise ValueError(f"n_inputs = {n_inputs!r} is invalid: must be an integer >= 1")
+    _positive("rate_hz", rate_hz, "Hz")
+    _positive("duration_ms", duration_ms, "ms")
+    rng = np.random.default_rng(seed)
+    n_steps = int(round(duration_ms / params.dt_ms))
+    fires = rng.random((n_steps, int(n_inputs))) < rate_hz * params.dt_ms / 1000.0
+    step, source = np.nonzero(fires)
+    circuit = Circuit(syn_source=np.arange(int(n_inputs)), syn_post=np.zeros(int(n_inputs), int),
+                      n_sources=int(n_inputs), n_post=1, post_mode="lif",
+                      v_hold_mV=params.neuron.e_leak_mV, i_ext_pA=i_ext_pA, rho0=rho0)
+    stim = Stimulus(n_steps=n_steps, release_step=step, release_source=source)
+    every = max(1, int(round(record_every_ms / params.dt_ms)))
+    return simulator(circuit, stim, params, backend=backend,
+                     record=("calcium", "ampa", "functional", "v", "bap", "mg_block", "i_ampa",
+                             "i_nmda"), record_every=every,
+                     attrs={"protocol": "spiking_neuron", "seed": seed, "rate_hz": rate_hz})
+
+
 def _block(v_mV: float, mg_mM: float) -> float:
     from .kinetics import mg_block
 
@@ -282,7 +316,7 @@ def _block(v_mV: float, mg_mM: float) -> float:
 def run(name: str, **kwargs) -> xr.Dataset:
     """Run a protocol by name (one of PROTOCOLS)."""
     table = {"epsc": epsc, "iv": iv, "pairing": pairing, "stdp": stdp,
-             "minimal_stimulation": minimal_stimulation}
+             "minimal_stimulation": minimal_stimulation, "spiking_neuron": spiking_neuron}
     if name not in table:
         raise ValueError(f"protocol = {name!r} is unknown: must be one of {PROTOCOLS}")
     return table[name](**kwargs)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from array_api_compat import array_namespace
 
 from .kinetics import calcium_peak
@@ -92,12 +93,15 @@ class ReceptorRule:
         xp = array_namespace(depolarisation)
         return mg_block_of(xp, self.voltage(depolarisation), self.k)
 
-    def step(self, calcium, ampa, pre, depolarisation):
-        """One presentation. Returns dict of mg_block, calcium, ampa, functional (new state)."""
+    def step(self, calcium, ampa, pre, depolarisation, gain=1.0):
+        """One presentation. Returns dict of mg_block, calcium, ampa, functional (new state).
+
+        `gain` scales K per synapse (a calibrated K_t / K, like a synapse's own NMDA efficacy).
+        """
         xp = array_namespace(calcium, ampa, pre, depolarisation)
         s = self.params.synapse
         block = self.mg_block(depolarisation)
-        calcium = self.lam * calcium + s.K * pre * block
+        calcium = self.lam * calcium + (s.K * gain) * pre * block
         if math.isfinite(self.params.spike_threshold):
             calcium = calcium + s.c_post * xp.astype(depolarisation > self.params.spike_threshold,
                                                      calcium.dtype)
@@ -105,19 +109,32 @@ class ReceptorRule:
         return {"mg_block": block, "calcium": calcium, "ampa": ampa,
                 "functional": ampa >= s.rho_sil}
 
-    def gate(self, pre, depolarisation):
+    def gate(self, pre, depolarisation, gain=1.0):
         """Functional state after one presentation from rest (C = 0, rho = 0): the learner's gate."""
         xp = array_namespace(pre, depolarisation)
         zeros = xp.zeros_like(pre * depolarisation)
-        return self.step(zeros, zeros, pre, depolarisation)["functional"]
+        return self.step(zeros, zeros, pre, depolarisation, gain)["functional"]
 
-    def pre_threshold(self, depolarisation):
+    def pre_threshold(self, depolarisation, gain=1.0):
         """The release level above which one presentation from rest opens the gate: theta_p/(K B).
 
         Valid when the window is long enough for rho to reach rho_sil above theta_p
         (see `opens_from_rest_when_above_theta_p`).
         """
-        return self.params.synapse.theta_p / (self.params.synapse.K * self.mg_block(depolarisation))
+        s = self.params.synapse
+        return s.theta_p / ((s.K * gain) * self.mg_block(depolarisation))
+
+    def gain_for_open_rate(self, pre, depolarisation, open_rate: float):
+        """Calibration: the gain with which a share `open_rate` of these presentations opens the
+        gate from rest (K * gain * pre * B > theta_p for that share)."""
+        if not 0 < open_rate < 1:
+            raise ValueError(f"open_rate = {open_rate!r} is invalid: must be in (0, 1)")
+        drive = np.sort(np.asarray(pre * self.mg_block(depolarisation), dtype=float).ravel())
+        if drive.size == 0:
+            raise ValueError("calibration needs at least one presentation")
+        q = float(np.quantile(drive, 1.0 - open_rate, method="lower"))
+        s = self.params.synapse
+        return s.theta_p / (s.K * max(q, np.finfo(float).tiny)) * (1 + 1e-9)
 
     def opens_from_rest_when_above_theta_p(self) -> bool:
         """k >= -ln(1 - rho_sil/rho_inf): the threshold-gate reduction of synsim-model.md §5.5."""

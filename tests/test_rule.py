@@ -104,3 +104,15 @@ def test_rule_runs_in_float32_and_rejects_bad_window():
     assert out["ampa"].dtype == torch.float32
     with pytest.raises(ValueError, match=r"delta_ms = -1.0 is invalid: must be > 0 ms"):
         RuleParams(delta_ms=-1.0)
+
+
+def test_calibrated_gain_opens_the_chosen_share():
+    rule = ReceptorRule()
+    gen = torch.Generator().manual_seed(0)
+    pre = torch.rand(1000, generator=gen, dtype=torch.float64)
+    u = torch.rand(1000, generator=gen, dtype=torch.float64)
+    gain = rule.gain_for_open_rate(pre.numpy(), u.numpy(), 0.9)
+    share = rule.gate(pre, u, gain).double().mean().item()
+    assert 0.899 <= share <= 0.901
+    with pytest.raises(ValueError, match=r"open_rate = 1.5 is invalid"):
+        rule.gain_for_open_rate(pre.numpy(), u.numpy(), 1.5)
