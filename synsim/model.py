@@ -27,6 +27,11 @@ from .params import ModelParams
 POST_MODES = ("clamp", "lif")
 
 
+def time_to_step(t_ms, dt_ms: float):
+    """Bin times to steps as Brian2 does (`timestep`): floor(t/dt + 1e-3), robust to round-off."""
+    return np.floor(np.asarray(t_ms, dtype=float) / dt_ms + 1e-3).astype(np.int64)
+
+
 def _check_index(name: str, index: np.ndarray, n: int, n_name: str) -> None:
     if index.size and (index.min() < 0 or index.max() >= n):
         bad = index[(index < 0) | (index >= n)][0]
@@ -125,7 +130,7 @@ class Stimulus:
     @classmethod
     def from_times(cls, duration_ms: float, dt_ms: float, release_times_ms=(), release_sources=(),
                    release_amplitude=None, post_spike_times_ms=(), post_spike_neurons=()):
-        """Bin event times (ms) to the dt grid, as Brian2's SpikeGeneratorGroup does."""
+        """Bin event times (ms) to the dt grid, as Brian2's SpikeGeneratorGroup does (rounding down)."""
         if not (math.isfinite(duration_ms) and duration_ms > 0):
             raise ValueError(f"duration_ms = {duration_ms!r} is invalid: must be > 0 ms")
         n_steps = int(round(duration_ms / dt_ms))
@@ -137,7 +142,7 @@ class Stimulus:
                 bad = t[(t < 0) | (t >= duration_ms) | ~np.isfinite(t)][0]
                 raise ValueError(f"{name} contains {bad} ms, outside the run: must be in "
                                  f"[0, {duration_ms}) ms")
-            steps[name] = np.minimum(np.round(t / dt_ms).astype(np.int64), n_steps - 1)
+            steps[name] = np.minimum(time_to_step(t, dt_ms), n_steps - 1)
         return cls(n_steps=n_steps, release_step=steps["release_times_ms"],
                    release_source=release_sources, release_amplitude=release_amplitude,
                    post_spike_step=steps["post_spike_times_ms"],
@@ -162,6 +167,7 @@ class StepConstants:
     theta_p: float
     theta_d: float
     mg_over_half: float
+    rho_sil: float
 
     @classmethod
     def from_params(cls, params: ModelParams) -> "StepConstants":
@@ -186,7 +192,7 @@ class StepConstants:
                    nmda_rise_coef=rise_coef, nmda_decay_coef=decay_coef,
                    rho_inf_p=p.rho_inf, rho_gain_p=-math.expm1(-(kp + kd) * dt),
                    rho_gain_d=-math.expm1(-kd * dt), theta_p=p.theta_p, theta_d=p.theta_d,
-                   mg_over_half=p.mg_mM / MG_BLOCK_HALF_mM)
+                   mg_over_half=p.mg_mM / MG_BLOCK_HALF_mM, rho_sil=p.rho_sil)
 
 
 def mg_block_of(xp, v_mV, k: StepConstants):
@@ -208,11 +214,17 @@ def calcium_step(c, calcium_drive_src, block_post, syn_source, syn_post, k: Step
     return k.a_ca * c + calcium_drive_src[syn_source] * block_post[syn_post]
 
 
-def synapse_step(xp, c, rho, calcium_drive_src, block_post, syn_source, syn_post,
+def synapse_step(xp, c, rho, functional, calcium_drive_src, block_post, syn_source, syn_post,
                  k: StepConstants):
-    """The per-synapse part of one step (the hot loop): rho from c_n, then calcium given B_n."""
+    """The per-synapse part of one step as one fusable function (the hot loop).
+
+    rho from c_n, then calcium given B_n, then the functional flag; returns
+    (c, rho, functional, whether any flag flipped).
+    """
     rho = rho_step(xp, rho, c, k)
-    return calcium_step(c, calcium_drive_src, block_post, syn_source, syn_post, k), rho
+    c = calcium_step(c, calcium_drive_src, block_post, syn_source, syn_post, k)
+    now = rho >= k.rho_sil
+    return c, rho, now, xp.any(now != functional)
 
 
 class NGAIModel:
@@ -237,13 +249,14 @@ class NGAIModel:
         self.rho = b.asarray(circuit.rho0)
         self.functional = b.asarray(circuit.rho0 >= syn.rho_sil, "bool")
         self.lif = circuit.post_mode == "lif"
-        self.refractory_steps = int(round(neu.refractory_ms / params.dt_ms))
+        self.refractory_steps = int(time_to_step(neu.refractory_ms, params.dt_ms))
         self.last_spike_step = np.full(npost, -(10 ** 12), dtype=np.int64)
         self.g_ampa_tot = b.asarray(np.zeros(npost))  # nS, summed over the neuron's synapses
         self.g_nmda_tot = b.asarray(np.zeros(npost))
         self._synapse_step = synapse_step
         self._block, self._bap_active = None, False
         self._rho_moved = True
+        self._flags_now = None  # functional flags computed by the fused kernel, if they flipped
         self.compiled = compile
         if compile:
             if b.name != "torch":
@@ -291,8 +304,11 @@ class NGAIModel:
             self.g_ampa_tot, self.g_nmda_tot = self.conductances()
             self.c = calcium_step(self.c, drive, block, self.syn_source, self.syn_post, k)
         elif self.compiled:  # one fused kernel for the whole per-synapse update
-            self.c, self.rho = self._synapse_step(xp, self.c, self.rho, drive, block,
-                                                  self.syn_source, self.syn_post, k)
+            self.c, self.rho, now, flipped = self._synapse_step(
+                xp, self.c, self.rho, self.functional, drive, block, self.syn_source,
+                self.syn_post, k)
+            self._rho_moved = bool(flipped)
+            self._flags_now = now if self._rho_moved else None
         else:  # same update; rho is left alone when no gate is open (it would not change)
             self._rho_moved = bool((self.c > k.theta_d).any())
             if self._rho_moved:
@@ -341,8 +357,8 @@ class NGAIModel:
     def update_functional(self):
         """Flag flips since the last call: (indices that unsilenced, indices that silenced)."""
         if not self._rho_moved:
-            return None  # every calcium gate was closed during the last step: rho did not move
-        now = self.rho >= self.params.synapse.rho_sil
+            return None  # no gate open (eager) or no flag flipped (fused kernel) in the last step
+        now = self.rho >= self.k.rho_sil if self._flags_now is None else self._flags_now
         flipped = now != self.functional
         if not bool(flipped.any()):
             return None
