@@ -1,9 +1,9 @@
-"""`python -m synsim.demo [OUT_DIR]`: the classic receptor experiments, saved as netCDF + a summary.
+"""`python -m synsim.demo [OUT_DIR]`: the classic receptor experiments, as netCDF, figures, summary.
 
 Runs the dual-holding-potential EPSCs, the NMDA I-V curve, the Artola-Singer pairing table, the
-spike-timing window and minimal stimulation with the failure-rate estimate; writes one dataset per
-experiment and `summary.json` into OUT_DIR (default runs/synsim-<timestamp>/) and prints the
-numbers a reader checks against the literature.
+spike-timing window, minimal stimulation with the failure-rate estimate and a spiking population;
+writes one dataset per experiment, the synsim figure set (figures/) and `summary.json` into OUT_DIR
+(default runs/synsim-<timestamp>/) and prints the numbers a reader checks against the literature.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io, protocols
+from . import figures, io, protocols
 
 
 def run_receptor_experiments(out_dir: Path, quick: bool = False) -> dict:
@@ -78,6 +78,14 @@ def run_receptor_experiments(out_dir: Path, quick: bool = False) -> dict:
         "silent_fraction_estimate": float(minimal.silent_fraction_estimate),
         "silent_fraction_true": float(minimal.silent_fraction_true)}
     timings["minimal_stimulation"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    extra = figures.default_datasets(quick, only=("calcium", "population"))
+    save("pairing_calcium", extra["calcium"])
+    save("population", extra["population"])
+    datasets = {"epsc": epsc, "iv": iv, "plasticity": pairing, "stdp": stdp, **extra}
+    written = figures.make_all(out_dir / "figures", datasets, quick=quick)
+    summary["figures"] = sorted(written)
+    timings["figures"] = time.perf_counter() - t0
     summary["wall_time_s"] = {k: round(v, 2) for k, v in timings.items()}
     io.write_json(out_dir / "summary.json", summary)
     return summary
@@ -95,6 +103,7 @@ def print_summary(summary: dict, out_dir: Path) -> None:
     print("spike-timing window, change of AMPA occupancy (delay = t_post - t_pre):")
     for d, row in summary["stdp_delta_ampa"].items():
         print(f"  {d:>8}: " + "  ".join(f"{k}: {x:+.4f}" for k, x in row.items()))
+    print(f"figures (PDF, PNG, SVG) in {out_dir / 'figures'}/: {', '.join(summary['figures'])}")
     m = summary["minimal_stimulation"]
     print(f"minimal stimulation: F(-70) = {m['failure_rate_-70mV']:.3f}, "
           f"F(+40) = {m['failure_rate_+40mV']:.3f}, silent fraction estimate "

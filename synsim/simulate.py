@@ -89,6 +89,9 @@ def simulate(circuit: Circuit, stimulus: Stimulus, params: ModelParams = None,
             events.extend(((n + 1) * dt, int(i), -1) for i in flips[1])
 
     ds = _to_dataset(circuit, rec_steps * dt, rec_syn, buffers, events, spikes)
+    ds["release_time"] = ("release", stimulus.release_step * dt)
+    ds["release_source"] = ("release", stimulus.release_source)
+    ds["release_amplitude"] = ("release", stimulus.release_amplitude)
     final = {"ampa_final": model.rho, "calcium_final": model.c}
     for name, value in final.items():
         ds[name] = ("synapse", backend.to_numpy(value)[rec_syn])
