@@ -147,40 +147,35 @@ def fig_calcium(ds: xr.Dataset, window_ms: float = 3000.0):
     return fig, data
 
 
-def fig_plasticity_vs_voltage(ds: xr.Dataset):
-    """Change of AMPA occupancy after pairing against the clamp potential (Artola et al. 1990)."""
+def _delta_rho_curves(ds: xr.Dataset, x: str, figsize=(SINGLE_COLUMN_IN * 0.6, 1.8)):
+    """Delta rho against a protocol variable, one curve per initial occupancy."""
     plt = style()
-    fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN * 0.6, 1.8))
-    v = ds.v_clamp_mV.values
-    data = {"v_clamp_mV": v}
+    fig, ax = plt.subplots(figsize=figsize)
+    data = {x: ds[x].values}
     for rho0, marker in zip(ds.rho0_value.values, "os^v"):
         y = ds.delta_ampa.sel(rho0_value=rho0).values
-        ax.plot(v, y, marker + "-", ms=2.5, label=f"initial {rho0:g}")
+        ax.plot(ds[x].values, y, marker + "-", ms=2.5, label=f"initial {rho0:g}")
         data[f"delta_ampa rho0={rho0:g}"] = y
     ax.axhline(0, color="0.6", lw=0.5)
-    ax.set_xlabel(label(ds.v_clamp_mV))
     ax.set_ylabel(label(ds.delta_ampa, r"$\Delta\rho$"))
-    ax.set_title(f"{ds.attrs.get('n_pulses', '')} pulses at {ds.attrs.get('frequency_hz', '')} Hz")
     ax.legend(loc="upper left")
+    return fig, ax, data
+
+
+def fig_plasticity_vs_voltage(ds: xr.Dataset):
+    """Change of AMPA occupancy after pairing against the clamp potential (Artola et al. 1990)."""
+    fig, ax, data = _delta_rho_curves(ds, "v_clamp_mV")
+    ax.set_xlabel(label(ds.v_clamp_mV))
+    ax.set_title(f"{ds.attrs.get('n_pulses', '')} pulses at {ds.attrs.get('frequency_hz', '')} Hz")
     return fig, data
 
 
 def fig_stdp(ds: xr.Dataset):
     """Spike-timing window: change of occupancy, and unsilencing of initially silent synapses."""
-    plt = style()
-    fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN * 0.6, 1.8))
-    d = ds.delay_ms.values
-    data = {"delay_ms": d}
-    for rho0, marker in zip(ds.rho0_value.values, "os^v"):
-        y = ds.delta_ampa.sel(rho0_value=rho0).values
-        ax.plot(d, y, marker + "-", ms=2.5, label=f"initial {rho0:g}")
-        data[f"delta_ampa rho0={rho0:g}"] = y
-    ax.axhline(0, color="0.6", lw=0.5)
+    fig, ax, data = _delta_rho_curves(ds, "delay_ms")
     ax.axvline(0, color="0.6", lw=0.5)
     ax.set_xlabel(r"$\Delta t = t_{post} - t_{pre}$ (ms)")
-    ax.set_ylabel(label(ds.delta_ampa, r"$\Delta\rho$"))
     ax.set_title(f"{ds.attrs.get('n_pairings', '')} pairings at {ds.attrs.get('frequency_hz', '')} Hz")
-    ax.legend(loc="upper left")
     return fig, data
 
 

@@ -28,17 +28,12 @@ def _group_by_step(steps: np.ndarray, *columns):
     return {int(steps[s]): tuple(c[s:e] for c in cols) for s, e in zip(starts, ends)}
 
 
-def simulate(circuit: Circuit, stimulus: Stimulus, params: ModelParams = None,
-             backend: Backend = Backend(), record=RECORDABLE, record_synapses=None,
-             record_every: int = 1, progress: bool = False, compile: bool = False,
-             attrs: dict | None = None) -> xr.Dataset:
-    """Simulate and return one Dataset with dims `time` and `synapse` (and `post`).
+def validate_run(circuit: Circuit, stimulus: Stimulus, record, record_synapses,
+                 record_every) -> np.ndarray:
+    """Check a run's arguments against each other (shared with the Brian2 reference).
 
-    `record` names the variables to record (see RECORDABLE), `record_synapses` the synapse indices
-    (all by default), `record_every` the stride in steps. Silencing/unsilencing events and
-    postsynaptic spikes are always recorded, as ragged tables on dims `event` and `spike`.
+    Returns the indices of the synapses to record.
     """
-    params = params or ModelParams()
     unknown = [name for name in record if name not in RECORDABLE]
     if unknown:
         raise ValueError(f"record contains {unknown[0]!r}: must be among {RECORDABLE}")
@@ -56,6 +51,21 @@ def simulate(circuit: Circuit, stimulus: Stimulus, params: ModelParams = None,
                else np.asarray(record_synapses, dtype=np.int64).reshape(-1))
     if rec_syn.size and (rec_syn.min() < 0 or rec_syn.max() >= circuit.n_syn):
         raise ValueError(f"record_synapses must be in [0, n_syn = {circuit.n_syn})")
+    return rec_syn
+
+
+def simulate(circuit: Circuit, stimulus: Stimulus, params: ModelParams = None,
+             backend: Backend = Backend(), record=RECORDABLE, record_synapses=None,
+             record_every: int = 1, progress: bool = False, compile: bool = False,
+             attrs: dict | None = None) -> xr.Dataset:
+    """Simulate and return one Dataset with dims `time` and `synapse` (and `post`).
+
+    `record` names the variables to record (see RECORDABLE), `record_synapses` the synapse indices
+    (all by default), `record_every` the stride in steps. Silencing/unsilencing events and
+    postsynaptic spikes are always recorded, as ragged tables on dims `event` and `spike`.
+    """
+    params = params or ModelParams()
+    rec_syn = validate_run(circuit, stimulus, record, record_synapses, record_every)
 
     model = NGAIModel(circuit, params, backend, compile=compile)
     syn = params.synapse
@@ -88,10 +98,7 @@ def simulate(circuit: Circuit, stimulus: Stimulus, params: ModelParams = None,
             events.extend(((n + 1) * dt, int(i), 1) for i in flips[0])
             events.extend(((n + 1) * dt, int(i), -1) for i in flips[1])
 
-    ds = _to_dataset(circuit, rec_steps * dt, rec_syn, buffers, events, spikes)
-    ds["release_time"] = ("release", stimulus.release_step * dt)
-    ds["release_source"] = ("release", stimulus.release_source)
-    ds["release_amplitude"] = ("release", stimulus.release_amplitude)
+    ds = _to_dataset(circuit, stimulus, dt, rec_steps, rec_syn, buffers, events, spikes)
     final = {"ampa_final": model.rho, "calcium_final": model.c}
     for name, value in final.items():
         ds[name] = ("synapse", backend.to_numpy(value)[rec_syn])
@@ -135,7 +142,9 @@ def _record(model: NGAIModel, buffers: dict, row: int, rec_syn_b) -> None:
         buf[row] = to_np(values[name])
 
 
-def _to_dataset(circuit: Circuit, times_ms, rec_syn, buffers, events, spikes) -> xr.Dataset:
+def _to_dataset(circuit: Circuit, stimulus: Stimulus, dt: float, rec_steps, rec_syn, buffers,
+                events, spikes) -> xr.Dataset:
+    """The run's Dataset: recorded buffers, event and spike tables, and the stimulus it got."""
     data_vars = {}
     for name, buf in buffers.items():
         dims = ("time", "synapse") if name in SYNAPSE_VARS else ("time", "post")
@@ -147,8 +156,11 @@ def _to_dataset(circuit: Circuit, times_ms, rec_syn, buffers, events, spikes) ->
     data_vars.update(
         event_time=("event", ev[:, 0]), event_synapse=("event", ev[:, 1].astype(np.int64)),
         event_kind=("event", ev[:, 2].astype(np.int8)),
-        spike_time=("spike", sp[:, 0]), spike_neuron=("spike", sp[:, 1].astype(np.int64)))
-    coords = {"time": np.asarray(times_ms, float), "synapse": rec_syn,
+        spike_time=("spike", sp[:, 0]), spike_neuron=("spike", sp[:, 1].astype(np.int64)),
+        release_time=("release", stimulus.release_step * dt),
+        release_source=("release", stimulus.release_source),
+        release_amplitude=("release", stimulus.release_amplitude))
+    coords = {"time": np.asarray(rec_steps * dt, float), "synapse": rec_syn,
               "post": np.arange(circuit.n_post),
               "pre_neuron": ("synapse", circuit.pre_neuron[rec_syn]),
               "post_neuron": ("synapse", circuit.syn_post[rec_syn])}

@@ -64,7 +64,7 @@ from .. import io
 from ..kinetics import MG_BLOCK_HALF_mM, MG_BLOCK_SLOPE_PER_mV
 from ..model import Circuit, Stimulus
 from ..params import ModelParams
-from ..simulate import RECORDABLE, _to_dataset
+from ..simulate import RECORDABLE, _to_dataset, validate_run
 
 TARGETS = ("numpy", "cython", "cpp_standalone")
 
@@ -89,30 +89,13 @@ _KEEP_PREF_PREFIXES = ("codegen.cpp.", "codegen.runtime.cython.cache_dir",
 def _validate(circuit: Circuit, stimulus: Stimulus, record, record_synapses, record_every,
               target) -> np.ndarray:
     """The same argument checks as synsim.simulate (plus the Brian2 target); returns rec_syn."""
-    unknown = [name for name in record if name not in RECORDABLE]
-    if unknown:
-        raise ValueError(f"record contains {unknown[0]!r}: must be among {RECORDABLE}")
-    if int(record_every) != record_every or record_every < 1:
-        raise ValueError(f"record_every = {record_every!r} is invalid: must be an integer >= 1")
     if target not in TARGETS:
         raise ValueError(f"target = {target!r} is invalid: must be one of {TARGETS}")
-    for name, n in (("release_source", circuit.n_sources),
-                    ("post_spike_neuron", circuit.n_post)):
-        values = getattr(stimulus, name)
-        if values.size and (values.min() < 0 or values.max() >= n):
-            raise ValueError(f"stimulus.{name} contains {values.max()}: must be in [0, {n})")
-    if stimulus.post_spike_step.size and circuit.post_mode != "clamp":
-        raise ValueError("post_spike_step is only valid with post_mode = 'clamp': LIF neurons "
-                         "spike by themselves")
     if circuit.n_syn == 0 or circuit.n_sources == 0 or circuit.n_post == 0:
         raise ValueError(f"the Brian2 reference needs at least one synapse, source and postsynaptic "
                          f"neuron: got n_syn = {circuit.n_syn}, n_sources = {circuit.n_sources}, "
                          f"n_post = {circuit.n_post}")
-    rec_syn = (np.arange(circuit.n_syn) if record_synapses is None
-               else np.asarray(record_synapses, dtype=np.int64).reshape(-1))
-    if rec_syn.size and (rec_syn.min() < 0 or rec_syn.max() >= circuit.n_syn):
-        raise ValueError(f"record_synapses must be in [0, n_syn = {circuit.n_syn})")
-    return rec_syn
+    return validate_run(circuit, stimulus, record, record_synapses, record_every)
 
 
 def _forced_spike_table(stimulus: Stimulus, n_post: int):
@@ -187,7 +170,7 @@ def simulate_brian2(circuit: Circuit, stimulus: Stimulus, params: ModelParams | 
     buffers, events, spikes, final, timing = out
     dt = params.dt_ms
     rec_steps = np.arange(0, stimulus.n_steps, record_every)
-    ds = _to_dataset(circuit, rec_steps * dt, rec_syn, buffers, events, spikes)
+    ds = _to_dataset(circuit, stimulus, dt, rec_steps, rec_syn, buffers, events, spikes)
     for name, value in final.items():
         ds[name] = ("synapse", value[rec_syn])
         ds[name].attrs.update(units="1", long_name=io.VARIABLES[name.split("_")[0]][1]
