@@ -13,7 +13,6 @@ import difflib
 import math
 import os
 import re
-import tempfile
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from synsim.io import write_text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -61,6 +62,9 @@ class DataConfig:
     num_workers: int = _f(0, 0)
     cache_dir: Optional[str] = None  # None: ~/.cache/artsy
     download: bool = False  # only CIFAR-100 can be downloaded (torchvision)
+    # "none": raw [0, 1] pixels, as EASE feeds its ViTs; "backbone": the mean/std the backbone's
+    # weights were trained with (e.g. EfficientNet-Lite's (255x - 127)/128)
+    normalize: Literal["none", "backbone"] = "none"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -119,6 +123,9 @@ class SynapseConfig:
     retrain: Literal["all", "new_only"] = "all"
     fallback: Literal["argmax", "none"] = "argmax"
     input: Literal["h0", "own"] = "h0"
+    # synapse log: record every k-th training presentation; null: k = ceil(N_t / 500), so that
+    # each task adds at most ~500 rows to synapses.nc
+    record_every: Optional[int] = _f(None, 1)
     ngai: NgaiConfig = field(default_factory=NgaiConfig)
 
 
@@ -401,18 +408,5 @@ def to_dict(cfg: Config) -> dict:
 
 def dump_yaml(cfg: Config, path: Union[str, os.PathLike]) -> Path:
     """Write the full config atomically (temp file + os.replace): a reader never sees half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a run's config should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)

@@ -9,11 +9,13 @@ loading the existing content into memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import xarray as xr
@@ -103,38 +105,44 @@ def _encodable(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def _atomic_target(path: Path):
-    """A temporary file beside `path` (same filesystem, so os.replace is atomic), mode 0644."""
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on success it replaces `path` (mode 0644).
+
+    The temporary file is on the same filesystem, so the rename is atomic: a reader, or a run
+    resumed after a crash, sees the old file or the new one, never half of one.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o644)
-    return Path(tmp)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_json(path, data) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write JSON atomically."""
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def save(ds: xr.Dataset, path, unlimited_dims=()) -> Path:
     """Write `ds` to netCDF-4 atomically; `unlimited_dims` can later grow with `append`."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         _encodable(ds).to_netcdf(tmp, engine=ENGINE, format="NETCDF4",
                                  unlimited_dims=list(unlimited_dims))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load(path) -> xr.Dataset:
@@ -158,8 +166,7 @@ def append(path, ds: xr.Dataset, dim: str) -> Path:
         raise ValueError(f"dim = {dim!r} is not a dimension of the dataset: it has {list(ds.dims)}")
     if not path.exists():
         return save(ds, path, unlimited_dims=[dim])
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)
         with netCDF4.Dataset(tmp, "a") as nc:
             if dim not in nc.dimensions or not nc.dimensions[dim].isunlimited():
@@ -194,7 +201,4 @@ def append(path, ds: xr.Dataset, dim: str) -> Path:
                         raise ValueError(f"variable {name!r} has {var.sizes[d]} entries along "
                                          f"{d!r} but the file has {len(nc.dimensions[d])}")
                 out[index] = enc.values
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -37,6 +37,7 @@ def test_defaults_follow_method_md():
     assert (s.gate, s.hidden, s.epochs, s.lr, s.batch_size, s.thr) == (
         "ngai", 256, 2, 1e-3, 256, 0.5)
     assert (s.negatives, s.retrain, s.fallback, s.input) == ("cache", "all", "argmax", "h0")
+    assert s.record_every is None  # the synapse log keeps at most ~500 rows per task
     assert (s.ngai.depolarisation, s.ngai.target_open_rate, s.ngai.delta_ms) == (
         "prototype_share", 0.9, 42.4)
     p = c.prototypes

@@ -1,0 +1,75 @@
+"""Per-task checkpoints and resume.
+
+`checkpoints/task_XX.pt` holds what task XX added (its adapter set and the synapses' memory of its
+inputs: the h0 cache or the class Gaussians) plus the whole small state after it (synapse MLPs,
+gains, the rule state, the prototype bank, the metrics so far, the log position). Storing the
+per-task parts once keeps the disk use linear in the number of tasks. Resuming after task XX loads
+the per-task parts of tasks 0..XX and the state of XX. Files are written atomically and loaded
+with `weights_only=True` (tensors, numbers, strings, lists and dicts only).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from synsim.io import atomic_path
+
+FOLDER = "checkpoints"
+FORMAT = 1
+_NAME = re.compile(r"task_(\d+)\.pt")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or from another run layout."""
+
+
+def checkpoint_path(run_dir: Union[str, os.PathLike], task: int) -> Path:
+    return Path(run_dir) / FOLDER / f"task_{task:02d}.pt"
+
+
+def save(run_dir: Union[str, os.PathLike], task: int, increment: dict, state: dict) -> Path:
+    """Write task `task`'s checkpoint atomically (temporary file, then os.replace)."""
+    path = checkpoint_path(run_dir, task)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "task": task, "increment": increment, "state": state}, tmp)
+    return path
+
+
+def last_task(run_dir: Union[str, os.PathLike]) -> Optional[int]:
+    """The last task t such that the checkpoints of tasks 0..t all exist (None if none)."""
+    folder = Path(run_dir) / FOLDER
+    done = {int(m.group(1)) for p in folder.glob("task_*.pt") if (m := _NAME.fullmatch(p.name))}
+    t = -1
+    while t + 1 in done:
+        t += 1
+    return t if t >= 0 else None
+
+
+def _read(path: Path) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:200]}") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an artsy checkpoint (format {FORMAT})")
+    return payload
+
+
+def load(run_dir: Union[str, os.PathLike], task: int) -> tuple[list[dict], dict]:
+    """The per-task increments of tasks 0..task and the full state after `task`."""
+    payloads = [_read(checkpoint_path(run_dir, t)) for t in range(task + 1)]
+    return [p["increment"] for p in payloads], payloads[-1]["state"]
+
+
+def remove_after(run_dir: Union[str, os.PathLike], task: int) -> None:
+    """Delete checkpoints of tasks > `task` (left by a crash that broke the chain before them)."""
+    for p in (Path(run_dir) / FOLDER).glob("task_*.pt"):
+        m = _NAME.fullmatch(p.name)
+        if m and int(m.group(1)) > task:
+            p.unlink()

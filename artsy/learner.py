@@ -1,0 +1,314 @@
+"""The continual learner: EASE sub-networks plus per-task gates (method.md §6, §7, §9).
+
+Per task t (`learn_task`): a new adapter set E_t trained with a temporary cosine head over the
+task's classes (EASE §5.1), then frozen; one pass over the task's training images with the eval
+transform gives h0 = E_0(x) for the synapses and the class means of the new classes in every
+subspace (§5.2), after which the old classes' prototypes are completed (§5.3); then the synapses
+are trained, calibrated and consolidated (`artsy.synapses`). Prediction (`evaluate`): gated
+concatenation with EASE's reweighted cosine logits (§5.4); a closed gate skips its sub-network's
+forward pass: E_t runs only on the inputs whose gate t is open.
+
+Every random stage of a task is seeded from (run.seed, task, stage), so a run resumed from a
+checkpoint reproduces an uninterrupted one on CPU. CUDA with bf16 autocast when available, CPU
+otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .adapters import attach_adapters
+from .backbones import build_backbone, feature_dim
+from .config import Config, ConfigError
+from .data import TaskData
+from .metrics import EvalResult
+from .prototypes import PrototypeBank, class_means, class_task_index, reweighted_cosine_logits
+from .synapses import make_gates
+
+STAGES = ("backbone", "adapter", "synapses", "consolidate")
+
+
+def task_seed(seed: int, task: int, stage: str) -> int:
+    """The seed of one stage of one task: independent of what earlier stages drew."""
+    return int(np.random.SeedSequence([seed, task + 1, STAGES.index(stage)]).generate_state(1)[0])
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto': CUDA when available, else CPU; an explicit device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"config key 'train.device': {name!r} but CUDA is not available here; "
+                          "use train.device=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"config key 'train.device': {name!r} but MPS is not available here")
+    return device
+
+
+def check_supported(cfg: Config) -> None:
+    """Raise a one-line NotImplementedError for config switches this learner does not implement
+    (the gates check their own switches in `make_gates`)."""
+    if cfg.prototypes.fusion != "concat":
+        raise NotImplementedError("prototypes.fusion='additive' (A3) is not implemented; use "
+                                  "prototypes.fusion='concat' (EASE's gated concatenation)")
+
+
+class CosineLinear(nn.Module):
+    """EASE's temporary head: sigma * cos(x, w_c), sigma learnable from 1 (method.md §5.1)."""
+
+    def __init__(self, dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, dim))
+        self.sigma = nn.Parameter(torch.ones(1))
+        bound = 1.0 / math.sqrt(dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigma * F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+
+@dataclass
+class TaskResult:
+    """What learning one task gives the run: cost, calibration and the synapse-log rows."""
+
+    task: int
+    train_time_s: float
+    train_passes: int  # forward passes (training: forward + backward) over images
+    n_presentations: int  # training inputs presented to the synapses
+    calibration: list[dict]
+    rows: dict[str, np.ndarray]
+
+
+class Learner:
+    """EASE + gates on a frozen backbone; `learn_task(t)` then `evaluate(t)`, for t = 0, 1, ..."""
+
+    def __init__(self, cfg: Config, data: TaskData, progress: Optional[bool] = None) -> None:
+        check_supported(cfg)
+        self.cfg, self.data = cfg, data
+        self.device = resolve_device(cfg.train.device)
+        self.progress = progress
+        torch.manual_seed(task_seed(cfg.run.seed, -1, "backbone"))  # random-init backbones
+        b = cfg.backbone
+        backbone = build_backbone(b.name, b.pretrained, b.checkpoint, **b.model_kwargs)
+        self.net = attach_adapters(backbone, cfg.adapter.r, cfg.adapter.scale,
+                                   cfg.adapter.dropout).to(self.device)
+        self.dim = feature_dim(backbone)
+        self.bank = PrototypeBank(self.dim, device=self.device)
+        self.gates = make_gates(cfg.synapse, self.dim, data.n_tasks, self.device)
+        self.needs_h0 = self.gates.needs_h0 or cfg.prototypes.beta > 0
+
+    # --- helpers ---
+    def _autocast(self):
+        amp = self.cfg.train.amp
+        if self.device.type != "cuda" or amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+    def _loader(self, dataset, batch_size: int, seed: Optional[int] = None) -> DataLoader:
+        """Shuffled with a seeded generator when `seed` is given, else in order."""
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=seed is not None,
+                          generator=generator, num_workers=self.cfg.data.num_workers,
+                          pin_memory=self.device.type == "cuda")
+
+    def _bar(self, iterable, desc: str, **kw):
+        disable = None if self.progress is None else not self.progress
+        return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, disable=disable, **kw)
+
+    def class_task(self, task: int) -> torch.Tensor:
+        """Task index of every class seen up to `task`."""
+        return class_task_index(self.data.tasks[: task + 1])
+
+    # --- training ---
+    def learn_task(self, task: int) -> TaskResult:
+        """Train E_t, freeze it, compute prototypes, train/calibrate/consolidate the synapses."""
+        start = time.perf_counter()
+        seed = self.cfg.run.seed
+        torch.manual_seed(task_seed(seed, task, "adapter"))
+        if self.net.add_task() != task:
+            raise RuntimeError(f"learner holds {self.net.n_tasks - 1} tasks; cannot learn {task}")
+        passes = self._train_subnetwork(task)
+        self.net.freeze(task)
+
+        h0, labels, feats = self._task_features(task)
+        passes += len(labels) * (len(feats) + (h0 is not None))
+        classes = self.data.task_classes(task)
+        for i, f in enumerate(feats):
+            self.bank.set_real(i, classes, class_means(f, labels, classes))
+        if h0 is not None:
+            self.bank.set_ptm(classes, class_means(h0, labels, classes))
+        self.bank.complete(self.data.tasks[: task + 1])
+
+        class_task = self.class_task(task)
+        self.gates.add_task(task, h0, labels, own=feats[task])
+        calibration = self.gates.fit(task, self.bank, class_task,
+                                     task_seed(seed, task, "synapses"))
+        rows = self.gates.consolidate(task, len(labels), h0, feats, self.bank, class_task,
+                                      task_seed(seed, task, "consolidate"))
+        return TaskResult(task, time.perf_counter() - start, passes, len(labels), calibration,
+                          rows)
+
+    def _train_subnetwork(self, task: int) -> int:
+        """EASE §5.1: CE over the task's classes (labels shifted to 0..|Y_t|-1), cosine head."""
+        t = self.cfg.train
+        classes = self.data.task_classes(task)
+        known = self.data.known_classes(task)
+        head = CosineLinear(self.dim, len(classes)).to(self.device)
+        params = self.net.trainable_parameters() + list(head.parameters())
+        if t.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        else:
+            kind = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
+            opt = kind(params, lr=t.lr, weight_decay=t.weight_decay)
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs, eta_min=t.min_lr)
+                 if t.scheduler == "cosine" and t.epochs > 0 else None)
+        fp16 = self.device.type == "cuda" and t.amp == "fp16"
+        scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        loader = self._loader(self.data.train_set(task), t.batch_size,
+                              seed=task_seed(self.cfg.run.seed, task, "adapter"))
+        passes = 0
+        self.net.train()
+        for epoch in range(t.epochs):
+            loss_sum, correct, seen = 0.0, 0, 0
+            bar = self._bar(loader, f"task {task} epoch {epoch + 1}/{t.epochs}")
+            for x, y in bar:
+                x, y = x.to(self.device, non_blocking=True), (y - known).to(self.device)
+                with self._autocast():
+                    logits = head(self.net(x, task=task).float())
+                    loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+            passes += seen
+            if sched is not None:
+                sched.step()
+        self.net.eval()
+        return passes
+
+    @torch.inference_mode()
+    def _task_features(self, task: int):
+        """One pass over task t's training images (eval transform): h0 (or None), the labels,
+        and E_i(x) for every subspace i <= t; all float32 on the CPU."""
+        dataset = self.data.train_set(task, transform=self.data.test_transform)
+        h0s, labels, feats = [], [], [[] for _ in range(task + 1)]
+        for x, y in self._bar(self._loader(dataset, self.cfg.run.eval_batch_size),
+                              f"task {task} features"):
+            x = x.to(self.device, non_blocking=True)
+            with self._autocast():
+                if self.needs_h0:
+                    h0s.append(self.net(x).float().cpu())
+                for i in range(task + 1):
+                    feats[i].append(self.net(x, task=i).float().cpu())
+            labels.append(y)
+        h0 = torch.cat(h0s) if self.needs_h0 else None
+        return h0, torch.cat(labels), [torch.cat(f) for f in feats]
+
+    # --- inference ---
+    @torch.inference_mode()
+    def evaluate(self, task: int):
+        """Predict the test images of all classes seen up to `task` (method.md §7)."""
+        start = time.perf_counter()
+        n_seen = task + 1
+        class_task = self.class_task(task)
+        out = {k: [] for k in ("labels", "preds", "oracle", "open", "score")}
+        ptm_passes = subnet_passes = 0
+        loader = self._loader(self.data.test_set(task), self.cfg.run.eval_batch_size)
+        for x, y in self._bar(loader, f"task {task} eval"):
+            x = x.to(self.device, non_blocking=True)
+            task_ids = torch.as_tensor(self.data.task_of(y.numpy()))
+            with self._autocast():
+                h0 = self.net(x) if self.needs_h0 else None
+                ptm_passes += len(y) if self.needs_h0 else 0
+                own = None
+                if self.gates.needs_own:  # the gate reads every sub-network: no pass is skipped
+                    own = [self.net(x, task=i) for i in range(n_seen)]
+                    subnet_passes += len(y) * n_seen
+                d = self.gates.decide(n_seen, h0=h0, task_ids=task_ids, own=own, bank=self.bank,
+                                      class_task=class_task, batch=len(y))
+                feats = own if own is not None else []
+                for i in range(n_seen if own is None else 0):
+                    rows = d.open[:, i].to(self.device)
+                    n_open = int(rows.sum())
+                    if n_open == 0:
+                        feats.append(None)  # closed for the whole batch: no forward pass
+                        continue
+                    f = self.net(x[rows], task=i).float()
+                    full = f.new_zeros(len(y), f.shape[1])
+                    full[rows] = f
+                    feats.append(full)
+                    subnet_passes += n_open
+            logits = self._logits(feats, class_task, task, d.open, h0)
+            same_task = class_task.view(1, -1) == task_ids.view(-1, 1)
+            oracle = torch.where(same_task.to(logits.device), logits, float("-inf"))
+            out["labels"].append(y.numpy())
+            out["preds"].append(logits.argmax(1).cpu().numpy())
+            out["oracle"].append(oracle.argmax(1).cpu().numpy())
+            out["open"].append(d.open.cpu().numpy())
+            out["score"].append(d.score.cpu().numpy())
+        cat = {k: np.concatenate(v) for k, v in out.items()}
+        return EvalResult(labels=cat["labels"], preds=cat["preds"], oracle_preds=cat["oracle"],
+                          input_task=self.data.task_of(cat["labels"]),
+                          pred_task=self.data.task_of(cat["preds"]), open=cat["open"],
+                          score=cat["score"], eval_time_s=time.perf_counter() - start,
+                          ptm_passes=ptm_passes, subnet_passes=subnet_passes)
+
+    def _logits(self, feats, class_task, task, open_mask, h0) -> torch.Tensor:
+        p = self.cfg.prototypes
+        if all(f is None for f in feats):  # every gate closed (fallback: none): no evidence
+            logits = torch.zeros(len(open_mask), len(class_task), device=self.device)
+            if p.beta:
+                ptm = F.normalize(self.bank.ptm_prototypes, dim=1)
+                logits = logits + p.beta * F.normalize(h0.float(), dim=1) @ ptm.T
+            return logits
+        return reweighted_cosine_logits(feats, self.bank, class_task, task, p.alpha,
+                                        p.divide_alpha_by_tasks, open_mask=open_mask,
+                                        ptm_feature=h0, beta=p.beta)
+
+    # --- checkpoints ---
+    def backbone_fingerprint(self) -> float:
+        """A checksum of the frozen backbone's weights: a resume must rebuild the same E_0."""
+        return float(sum(p.detach().double().sum() for p in self.net.backbone.parameters()))
+
+    def task_state(self, task: int) -> dict:
+        """What task `task` added: its adapter set and the synapses' memory of its inputs."""
+        return {"adapters": self.net.adapter_sets[task].state_dict(),
+                "gates": self.gates.task_state(task)}
+
+    def state_dict(self) -> dict:
+        """The small state after the last learned task."""
+        return {"n_tasks": self.net.n_tasks, "bank": self.bank.state_dict(),
+                "gates": self.gates.state_dict(), "backbone": self.backbone_fingerprint(),
+                "weight_tag": getattr(self.net.backbone, "weight_tag", "")}
+
+    def load(self, task_states: list[dict], state: dict) -> None:
+        """Restore a learner that has learned tasks 0..len(task_states)-1."""
+        if self.net.n_tasks:
+            raise RuntimeError("load into a fresh learner only")
+        if not math.isclose(state["backbone"], self.backbone_fingerprint(), rel_tol=1e-9):
+            raise ValueError(f"the backbone ({state['weight_tag']}) differs from the one the "
+                             "checkpoint was trained on: same backbone.name, checkpoint and "
+                             "run.seed are needed to resume")
+        for t, ts in enumerate(task_states):
+            self.net.add_task()
+            self.net.adapter_sets[t].load_state_dict(ts["adapters"])
+            self.net.freeze(t)
+            self.gates.load_task_state(t, ts["gates"])
+        self.bank.load_state_dict(state["bank"])
+        self.gates.load_state_dict(state["gates"])

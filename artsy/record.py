@@ -1,0 +1,112 @@
+"""The synapse-state log `synapses.nc` (architecture.md, "The synapse-state log"), via synsim.io.
+
+One netCDF-4 file per run with two unlimited dimensions (netCDF-4 allows several), so that one
+`synsim.io.append` per dimension grows it after each task:
+
+- `step` (global presentation index): the training presentations of each task to all synapses,
+  every k-th one recorded; coordinate `task` on `step`. Variables (step, synapse): pre,
+  depolarisation, mg_block, calcium, ampa, functional (the simulator's names and units).
+- `after_task`: the evaluation after each task. gate_open_rate and gate_score (mean soft score
+  c_t) on (after_task, input_task, synapse); the calibration K_eff = K * gain_t and the share of
+  the task's own training inputs that open its gate on (after_task, synapse).
+
+`synapse` holds all n_tasks synapses from the start (coordinate `synapse_task`); a synapse is
+silent until its task (pre, depolarisation, mg_block NaN; calcium and ampa at rest, 0, for ngai).
+Variables that do not apply to a gate are NaN (the receptor variables of none, mlp, oracle).
+Global attributes: gate, rule parameters (ngai), calibration settings, the config as JSON, the
+package version. Appending is atomic per call; `truncate` drops what a crash left beyond the last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import xarray as xr
+
+from synsim import io
+
+FILE = "synapses.nc"
+UNLIMITED = ("step", "after_task")
+EXTRA_VARIABLES = {  # not in synsim.io.VARIABLES: (units, long_name)
+    "gate_score": ("1", "mean soft gate score c_t = sigmoid(S_t(h0))"),
+    "K_eff": ("1", "calibrated peak calcium per release at B = 1 (K * gain_t)"),
+    "calibrated_open_rate": ("1", "share of the synapse's own-task training inputs that open it"),
+}
+
+
+class SynapseLog:
+    """Writer of one run's synapses.nc."""
+
+    def __init__(self, path: Union[str, os.PathLike], n_tasks: int, attrs: dict) -> None:
+        self.path, self.n_tasks, self.attrs = Path(path), n_tasks, attrs
+
+    def append_task(self, task: int, step_offset: int, rows: dict[str, np.ndarray],
+                    gate_open_rate: np.ndarray, gate_score: np.ndarray, k_eff: np.ndarray,
+                    open_rate: np.ndarray) -> None:
+        """Add task `task`'s recorded presentations and its evaluation.
+
+        rows: the gates' consolidation rows ('position' within the task plus one (rows, n_tasks)
+        array per variable); gate_open_rate, gate_score: (n_tasks, n_tasks) over (input_task,
+        synapse); k_eff, open_rate: (n_tasks,) per synapse.
+        """
+        steps = self._presentations(task, step_offset, rows)
+        evaluation = self._evaluation(task, gate_open_rate, gate_score, k_eff, open_rate)
+        if not self.path.exists():
+            ds = io.annotate(xr.merge([steps, evaluation], compat="no_conflicts", join="exact"),
+                             **self.attrs)
+            io.save(ds, self.path, unlimited_dims=UNLIMITED)
+            return
+        io.append(self.path, steps, "step")
+        io.append(self.path, evaluation, "after_task")
+
+    def truncate(self, n_tasks_done: int) -> None:
+        """Keep only tasks < n_tasks_done (resume after a crash between log and checkpoint)."""
+        if not self.path.exists():
+            return
+        ds = io.load(self.path)
+        keep_steps, keep_after = ds.task.values < n_tasks_done, ds.after_task.values < n_tasks_done
+        if keep_steps.all() and keep_after.all():
+            return
+        if not keep_after.any():
+            self.path.unlink()
+            return
+        io.save(ds.isel(step=keep_steps, after_task=keep_after), self.path,
+                unlimited_dims=UNLIMITED)
+
+    def _presentations(self, task, step_offset, rows) -> xr.Dataset:
+        n = len(rows["position"])
+        data = {name: (("step", "synapse"), rows[name].astype(
+            bool if name == "functional" else np.float32)) for name in rows if name != "position"}
+        return io.annotate(xr.Dataset(data, coords={
+            "step": step_offset + np.asarray(rows["position"], dtype=np.int64),
+            "task": ("step", np.full(n, task, dtype=np.int64)),
+            **self._synapse_coords()}))
+
+    def _evaluation(self, task, gate_open_rate, gate_score, k_eff, open_rate) -> xr.Dataset:
+        grid, per = ("after_task", "input_task", "synapse"), ("after_task", "synapse")
+        ds = xr.Dataset({
+            "gate_open_rate": (grid, gate_open_rate[None].astype(np.float32)),
+            "gate_score": (grid, gate_score[None].astype(np.float32)),
+            "K_eff": (per, k_eff[None].astype(np.float64)),
+            "calibrated_open_rate": (per, open_rate[None].astype(np.float32)),
+        }, coords={"after_task": np.array([task], dtype=np.int64),
+                   "input_task": np.arange(self.n_tasks, dtype=np.int64),
+                   **self._synapse_coords()})
+        for name, (units, long_name) in EXTRA_VARIABLES.items():
+            ds[name].attrs.update(units=units, long_name=long_name)
+        return io.annotate(ds)
+
+    def _synapse_coords(self) -> dict:
+        index = np.arange(self.n_tasks, dtype=np.int64)
+        return {"synapse": index, "synapse_task": ("synapse", index)}
+
+
+def log_attrs(gate: str, config: dict, rule_attrs: dict) -> dict:
+    """Global attributes of the log: the gate, the config as JSON and the rule's parameters."""
+    return {"gate": gate, "config": json.dumps(config, default=str), "title": "artsy synapse log",
+            **rule_attrs}

@@ -1,0 +1,67 @@
+"""artsy.learner: the EASE head, seeding, skipped forward passes of closed gates, fusion switch."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from artsy.config import load_config
+from artsy.data import task_data_from_config
+from artsy.learner import CosineLinear, Learner, check_supported, task_seed
+
+torch.set_num_threads(1)
+
+
+def tiny(*overrides):
+    cfg = load_config("tiny-synthetic", list(overrides))
+    return Learner(cfg, task_data_from_config(cfg.data), progress=False)
+
+
+def test_cosine_head_is_sigma_times_cosine_with_sigma_one():
+    head = CosineLinear(8, 3)
+    assert head.sigma.item() == 1.0 and head.weight.abs().max() <= 1 / math.sqrt(8)
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(head(x), F.normalize(x, dim=1) @ F.normalize(head.weight, dim=1).T)
+
+
+def test_task_seeds_are_deterministic_and_distinct():
+    seeds = {task_seed(1993, t, s) for t in range(-1, 20) for s in ("adapter", "synapses",
+                                                                     "consolidate", "backbone")}
+    assert len(seeds) == 21 * 4
+    assert task_seed(1993, 3, "adapter") == task_seed(1993, 3, "adapter")
+    assert task_seed(1993, 3, "adapter") != task_seed(1994, 3, "adapter")
+
+
+@pytest.mark.parametrize("gate", ["none", "oracle", "mlp"])
+def test_closed_gates_skip_their_forward_passes(gate):
+    learner = tiny(f"synapse.gate={gate}")
+    n_tasks = 2
+    for t in range(n_tasks):
+        learner.learn_task(t)
+    calls = []
+    original = learner.net.forward
+
+    def counting(x, task=None):
+        calls.append((task, len(x)))
+        return original(x, task=task)
+
+    learner.net.forward = counting
+    ev = learner.evaluate(n_tasks - 1)
+    n = len(ev.labels)
+    subnet = sum(k for task, k in calls if task is not None)
+    assert subnet == ev.subnet_passes == int(ev.open.sum())  # one pass per open gate, no more
+    assert sum(k for task, k in calls if task is None) == ev.ptm_passes
+    if gate == "none":
+        assert ev.subnet_passes == n_tasks * n and ev.ptm_passes == 0
+    elif gate == "oracle":
+        assert ev.subnet_passes == n and ev.ptm_passes == 0
+        assert (ev.open.argmax(1) == ev.input_task).all()
+    else:
+        assert ev.ptm_passes == n and ev.subnet_passes < n_tasks * n
+
+
+def test_additive_fusion_is_refused_clearly():
+    cfg = load_config("tiny-synthetic", ["prototypes.fusion=additive"])
+    with pytest.raises(NotImplementedError, match="fusion='additive'"):
+        check_supported(cfg)
