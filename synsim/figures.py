@@ -10,9 +10,7 @@ dpi) and SVG, atomically.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -59,19 +57,13 @@ def label(da: xr.DataArray, name: str | None = None) -> str:
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     """Write the figure in every format, each atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from . import io
+
     paths = []
     for ext in FORMATS:
-        target = out_dir / f"{name}.{ext}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{ext}", dir=out_dir)
-        os.close(fd)
-        try:
+        with io.atomic_path(out_dir / f"{name}.{ext}") as tmp:
             fig.savefig(tmp, format=ext, dpi=300 if ext == "png" else None)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        paths.append(target)
+        paths.append(out_dir / f"{name}.{ext}")
     return paths
 
 
@@ -220,6 +212,39 @@ def fig_raster_heatmap(ds: xr.Dataset):
     cbar.set_label(label(ds.ampa, "AMPA occupancy"))
     return fig, {"release_time": ds.release_time.values, "release_source": ds.release_source.values,
                  "spike_time": ds.spike_time.values, "ampa": ampa}
+
+
+def fig_trajectories(ds: xr.Dataset, variables=("ampa", "calcium"), along: str | None = None):
+    """Each synapse's trajectory of `variables` along `time` (simulator) or `step` (learner).
+
+    Learner logs carry a `task` coordinate on `step`: task boundaries are marked. Synapses that do
+    not exist yet are NaN and simply not drawn.
+    """
+    plt = style()
+    along = along or ("step" if "step" in ds.dims else "time")
+    variables = [v for v in variables if v in ds]
+    fig, axes = plt.subplots(len(variables), 1, figsize=(DOUBLE_COLUMN_IN * 0.6,
+                             1.3 * len(variables) + 0.4), sharex=True, squeeze=False)
+    x = np.arange(ds.sizes[along]) if along == "step" else ds[along].values
+    data = {along: x}
+    for ax, name in zip(axes[:, 0], variables):
+        values = ds[name].transpose(along, "synapse").values.astype(float)
+        for j, syn in enumerate(ds.synapse.values):
+            ax.plot(x, values[:, j], lw=0.8, label=f"synapse {syn}")
+        data[name] = values
+        ax.set_ylabel(label(ds[name], name))
+        if "task" in ds.coords and along == "step":
+            tasks = ds.task.values
+            for b in np.flatnonzero(np.diff(tasks)) + 0.5:
+                ax.axvline(b, color="0.6", lw=0.5, ls=":")
+    if name == "ampa" and "rho_sil" in ds.attrs:
+        axes[0, 0].axhline(ds.attrs["rho_sil"], color="0.5", ls="--", lw=0.6)
+    axes[-1, 0].set_xlabel("presentation (recorded rows, task boundaries dotted)" if along == "step"
+                           else label(ds[along]))
+    if ds.sizes["synapse"] <= 10:
+        axes[0, 0].legend(ncol=min(5, ds.sizes["synapse"]), loc="lower center",
+                          bbox_to_anchor=(0.5, 1.0))
+    return fig, data
 
 
 def fig_residuals(ours: xr.Dataset, ref: xr.Dataset, variable: str = "calcium"):
