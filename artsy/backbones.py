@@ -517,6 +517,17 @@ def forward_features(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return backbone.forward_head(backbone.forward_features(x), pre_logits=True)
 
 
+def weights_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) that the weights `build_backbone(name)` loads expect, without building it."""
+    if packaged_weights(name) is not None:
+        return packaged_mean_std(name)
+    cfg = timm.models.get_pretrained_cfg(resolve_model_name(name))
+    if cfg is None:
+        raise ValueError(f"backbone {name!r} has no pretrained config: cannot tell its mean/std; "
+                         "set data.normalize=none")
+    return tuple(cfg.mean), tuple(cfg.std)
+
+
 def pretrained_mean_std(backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The (mean, std) the weights were trained with, for [0, 1] inputs. EASE feeds ViTs raw
     [0, 1] pixels (no normalisation, method.md §3.1); other backbones (e.g. CNNs) may need these.
