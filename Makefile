@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m synsim.demo
+	$(PY) -m artsy.demo
 
 test: $(STAMP)
 	$(PY) -m pytest

