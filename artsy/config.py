@@ -49,8 +49,9 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    name: Literal["cifar100", "tinyimagenet", "imagefolder", "synthetic"] = "cifar100"
-    root: Optional[str] = "data"  # folder or .tar.gz; unused for synthetic
+    name: Literal["cifar100", "cifar10", "tinyimagenet", "imagefolder", "synthetic",
+                  "digits"] = "cifar100"
+    root: Optional[str] = "data"  # folder or .tar.gz; unused for synthetic and digits
     image_size: int = _f(224, 1)
     init_cls: int = _f(10, 1)  # CIFAR-100 B0 Inc10, Artsy's "10 steps"
     increment: int = _f(10, 1)
@@ -61,7 +62,7 @@ class DataConfig:
     max_per_class_test: Optional[int] = _f(None, 1)
     num_workers: int = _f(0, 0)
     cache_dir: Optional[str] = None  # None: ~/.cache/artsy
-    download: bool = False  # only CIFAR-100 can be downloaded (torchvision)
+    download: bool = False  # only CIFAR-100 and CIFAR-10 can be downloaded (torchvision)
     # "none": raw [0, 1] pixels, as EASE feeds its ViTs; "backbone": the mean/std the backbone's
     # weights were trained with (e.g. EfficientNet-Lite's (255x - 127)/128)
     normalize: Literal["none", "backbone"] = "none"

@@ -34,8 +34,12 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 DEFAULT_CACHE_DIR = Path("~/.cache/artsy")
 CIFAR100_FOLDER = "cifar-100-python"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TINY_FOLDER = "tiny-imagenet-200"
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+DIGITS_TEST_FRACTION = 0.2  # load_digits: stratified 80/20 split ...
+DIGITS_SPLIT_SEED = 0  # ... by this fixed seed
 DEFAULT_ORDER_SEED = 1993  # EASE / PILOT / PyCIL / iCaRL (method.md §11.3)
 
 
@@ -69,7 +73,7 @@ class ImageSet:
 
 
 class ArrayImageSet(ImageSet):
-    """In-memory uint8 images, N x H x W x 3 (CIFAR-100 pickles)."""
+    """In-memory uint8 images, N x H x W x 3 (CIFAR pickles, scikit-learn digits)."""
 
     def __init__(self, images: np.ndarray, targets: Sequence[int], class_names: Sequence[str]):
         super().__init__(targets, class_names)
@@ -170,15 +174,55 @@ def _check_cap(cap: Optional[int]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# CIFAR-100 (official cifar-100-python pickles)
+# CIFAR-10 and CIFAR-100 (the official python pickles)
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """One official CIFAR pickle set: its files, keys, class count and torchvision class."""
+
+    title: str  # in messages: "CIFAR-100"
+    name: str  # the DataSource name
+    folder: str
+    url: str
+    train: tuple[str, ...]  # pickles of the train split, read in this order
+    test: tuple[str, ...]
+    meta: str
+    names_key: str
+    labels_key: str
+    keys: str  # the keys of a data pickle, as listed in messages
+    n_classes: int
+    torchvision: str  # the torchvision.datasets class that downloads it
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.train + self.test + (self.meta,)
+
+
+CIFAR100 = CifarLayout("CIFAR-100", "cifar100", CIFAR100_FOLDER, CIFAR100_URL, ("train",),
+                       ("test",), "meta", "fine_label_names", "fine_labels",
+                       "data, fine_labels, coarse_labels, filenames", 100, "CIFAR100")
+CIFAR10 = CifarLayout("CIFAR-10", "cifar10", CIFAR10_FOLDER, CIFAR10_URL,
+                      tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+                      "batches.meta", "label_names", "labels",
+                      "data, labels, filenames, batch_label", 10, "CIFAR10")
+
+
+def _cifar_folder(root: PathLike, folder: str) -> Path:
+    root = Path(root).expanduser()
+    if root.name == folder and not (root / folder).is_dir():
+        return root
+    return root / folder
 
 
 def cifar100_folder(root: PathLike) -> Path:
     """`root` may be the folder `cifar-100-python` itself or the folder that contains it."""
-    root = Path(root).expanduser()
-    if root.name == CIFAR100_FOLDER and not (root / CIFAR100_FOLDER).is_dir():
-        return root
-    return root / CIFAR100_FOLDER
+    return _cifar_folder(root, CIFAR100_FOLDER)
+
+
+def cifar10_folder(root: PathLike) -> Path:
+    """`root` may be the folder `cifar-10-batches-py` itself or the folder that contains it."""
+    return _cifar_folder(root, CIFAR10_FOLDER)
 
 
 def load_cifar100(root: PathLike, download: bool = False,
@@ -190,70 +234,98 @@ def load_cifar100(root: PathLike, download: bool = False,
     insists on the official md5 sums and so rejects fixtures and re-packed copies written in the
     same layout; torchvision is used to download when that is allowed.
     """
-    folder = cifar100_folder(root)
-    missing = [n for n in ("train", "test", "meta") if not (folder / n).is_file()]
+    return _load_cifar(CIFAR100, root, download, max_per_class_train, max_per_class_test)
+
+
+def load_cifar10(root: PathLike, download: bool = False,
+                 max_per_class_train: Optional[int] = None,
+                 max_per_class_test: Optional[int] = None) -> DataSource:
+    """Read the official pickles data_batch_1..5 (train, in that order), test_batch and
+    batches.meta (R, G, B planes of 32x32, `labels`), as `load_cifar100` does; torchvision's
+    CIFAR10 downloads them when `download` is set and they are missing."""
+    return _load_cifar(CIFAR10, root, download, max_per_class_train, max_per_class_test)
+
+
+def _load_cifar(layout: CifarLayout, root: PathLike, download: bool,
+                max_per_class_train: Optional[int],
+                max_per_class_test: Optional[int]) -> DataSource:
+    folder = _cifar_folder(root, layout.folder)
+    missing = [n for n in layout.files if not (folder / n).is_file()]
     if missing and download:
-        _download_cifar100(folder.parent)
-        missing = [n for n in ("train", "test", "meta") if not (folder / n).is_file()]
+        _download_cifar(layout, folder.parent)
+        missing = [n for n in layout.files if not (folder / n).is_file()]
     if missing:
         raise DataError(
-            f"CIFAR-100 not found: expected the pickles train, test, meta in {folder} (missing: "
-            f"{', '.join(missing)}); download {CIFAR100_URL} and unpack it in {folder.parent}, "
-            "or pass download=True")
-    meta = _read_pickle(folder / "meta")
-    names = meta.get("fine_label_names")
-    if not isinstance(names, list) or len(names) != 100 or not all(
+            f"{layout.title} not found: expected the pickles {', '.join(layout.files)} in "
+            f"{folder} (missing: {', '.join(missing)}); download {layout.url} and unpack it in "
+            f"{folder.parent}, or pass download=True")
+    meta = _read_pickle(folder / layout.meta, layout)
+    names = meta.get(layout.names_key)
+    if not isinstance(names, list) or len(names) != layout.n_classes or not all(
             isinstance(n, str) for n in names):
-        raise DataError(f"malformed CIFAR-100 meta {folder / 'meta'}: expected 'fine_label_names'"
-                        f", a list of 100 strings; re-download {CIFAR100_URL}")
-    train = _cifar100_split(folder / "train", names, max_per_class_train)
-    test = _cifar100_split(folder / "test", names, max_per_class_test)
-    return DataSource("cifar100", train, test, names)
+        raise DataError(f"malformed {layout.title} meta {folder / layout.meta}: expected "
+                        f"'{layout.names_key}', a list of {layout.n_classes} strings; "
+                        f"re-download {layout.url}")
+    train = _cifar_split([folder / n for n in layout.train], layout, names, max_per_class_train)
+    test = _cifar_split([folder / n for n in layout.test], layout, names, max_per_class_test)
+    return DataSource(layout.name, train, test, names)
 
 
-def _download_cifar100(parent: Path) -> None:
+def _download_cifar(layout: CifarLayout, parent: Path) -> None:
     import torchvision.datasets as tvd
 
     try:
-        tvd.CIFAR100(str(parent), train=True, download=True)
+        getattr(tvd, layout.torchvision)(str(parent), train=True, download=True)
     except Exception as e:  # any network or archive failure becomes the one clear message
         raise DataError(
-            f"could not download CIFAR-100 into {parent} ({type(e).__name__}: {_one_line(e)}); "
-            f"fetch {CIFAR100_URL} by hand and unpack it there so that "
-            f"{parent / CIFAR100_FOLDER}/train, test, meta exist") from e
+            f"could not download {layout.title} into {parent} ({type(e).__name__}: "
+            f"{_one_line(e)}); fetch {layout.url} by hand and unpack it there so that "
+            f"{parent / layout.folder}/{', '.join(layout.files)} exist") from e
 
 
-def _read_pickle(path: Path) -> dict:
+def _read_pickle(path: Path, layout: CifarLayout) -> dict:
     try:
         with open(path, "rb") as f:
             obj = pickle.load(f, encoding="latin1")
     except Exception as e:
-        raise DataError(f"malformed CIFAR-100 pickle {path}: cannot unpickle ({type(e).__name__}: "
-                        f"{_one_line(e)}); re-download {CIFAR100_URL}") from e
+        raise DataError(f"malformed {layout.title} pickle {path}: cannot unpickle "
+                        f"({type(e).__name__}: {_one_line(e)}); re-download {layout.url}") from e
     if not isinstance(obj, dict):
-        raise DataError(f"malformed CIFAR-100 pickle {path}: expected a dict, got "
-                        f"{type(obj).__name__}; re-download {CIFAR100_URL}")
+        raise DataError(f"malformed {layout.title} pickle {path}: expected a dict, got "
+                        f"{type(obj).__name__}; re-download {layout.url}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _cifar100_split(path: Path, names: list[str], cap: Optional[int]) -> ArrayImageSet:
-    d = _read_pickle(path)
-    for key in ("data", "fine_labels"):
-        if key not in d:
-            raise DataError(f"malformed CIFAR-100 pickle {path}: missing key '{key}' (expected "
-                            f"data, fine_labels, coarse_labels, filenames); re-download "
-                            f"{CIFAR100_URL}")
-    data = np.asarray(d["data"])
-    labels = np.asarray(d["fine_labels"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"malformed CIFAR-100 pickle {path}: 'data' must be uint8 N x 3072, got "
-                        f"{data.dtype} {data.shape}; re-download {CIFAR100_URL}")
-    if labels.shape != (len(data),) or labels.min(initial=0) < 0 or labels.max(initial=0) >= 100:
-        raise DataError(f"malformed CIFAR-100 pickle {path}: 'fine_labels' must hold {len(data)} "
-                        f"ids in 0..99; re-download {CIFAR100_URL}")
+def _cifar_split(paths: Sequence[Path], layout: CifarLayout, names: list[str],
+                 cap: Optional[int]) -> ArrayImageSet:
+    """The pickles of one split, checked one by one, concatenated, then capped per class."""
+    data, labels = zip(*(_cifar_pickle(p, layout) for p in paths))
+    data, labels = np.concatenate(data), np.concatenate(labels)
     keep = _first_per_class(labels, cap)
     images = data[keep].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # planes R, G, B -> HWC
     return ArrayImageSet(np.ascontiguousarray(images), labels[keep], names)
+
+
+def _cifar_pickle(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:
+    """(data uint8 N x 3072, labels) of one data pickle, or a DataError naming the problem."""
+    d = _read_pickle(path, layout)
+    bad = f"malformed {layout.title} pickle {path}:"
+    again = f"re-download {layout.url}"
+    for key in ("data", layout.labels_key):
+        if key not in d:
+            raise DataError(f"{bad} missing key '{key}' (expected {layout.keys}); {again}")
+    data = np.asarray(d["data"])
+    labels = np.asarray(d[layout.labels_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{bad} 'data' must be uint8 N x 3072, got {data.dtype} {data.shape}; "
+                        f"{again}")
+    last = layout.n_classes - 1
+    integers = labels.size == 0 or np.issubdtype(labels.dtype, np.integer)
+    if labels.shape != (len(data),) or not integers or labels.min(initial=0) < 0 or \
+            labels.max(initial=0) > last:
+        raise DataError(f"{bad} '{layout.labels_key}' must hold {len(data)} ids in 0..{last}; "
+                        f"{again}")
+    return data, labels.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -466,6 +538,46 @@ def _select_members(members: list[tarfile.TarInfo],
 
 
 # ----------------------------------------------------------------------------------------------
+# scikit-learn's bundled 8x8 digits
+
+
+def load_digits(test_fraction: float = DIGITS_TEST_FRACTION, seed: int = DIGITS_SPLIT_SEED,
+                max_per_class_train: Optional[int] = None,
+                max_per_class_test: Optional[int] = None) -> DataSource:
+    """The 1,797 8x8 grayscale digits of `sklearn.datasets.load_digits` (10 classes, no files).
+
+    A deterministic stratified split: within each class, a permutation by `seed` puts
+    round(test_fraction * n_class) images in test, the rest in train; both keep the dataset's
+    order. Pixels 0..16 become uint8 0..255, replicated to R, G, B, so the usual transforms apply.
+    """
+    _check_cap(max_per_class_train)
+    _check_cap(max_per_class_test)
+    if not 0 < test_fraction < 1:
+        raise DataError(f"digits test_fraction must be in (0, 1), got {test_fraction!r}")
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError as e:
+        raise DataError(f"dataset 'digits' needs scikit-learn ({_one_line(e)}); install it with "
+                        "pip install scikit-learn") from e
+    bunch = sklearn_digits()
+    targets = np.asarray(bunch.target, dtype=np.int64)
+    gray = np.clip(np.rint(np.asarray(bunch.images, dtype=np.float64) * (255 / 16)), 0, 255)
+    images = np.repeat(gray.astype(np.uint8)[..., None], 3, axis=-1)
+    is_test = np.zeros(len(targets), dtype=bool)
+    rng = np.random.default_rng(seed)
+    for c in np.unique(targets):
+        members = np.flatnonzero(targets == c)
+        is_test[rng.permutation(members)[:int(round(test_fraction * len(members)))]] = True
+    names = [str(c) for c in range(10)]
+    sets = []
+    for split, cap in ((~is_test, max_per_class_train), (is_test, max_per_class_test)):
+        idx = np.flatnonzero(split)
+        idx = idx[_first_per_class(targets[idx], cap)]
+        sets.append(ArrayImageSet(np.ascontiguousarray(images[idx]), targets[idx], names))
+    return DataSource("digits", sets[0], sets[1], names)
+
+
+# ----------------------------------------------------------------------------------------------
 # Synthetic data and the factory
 
 
@@ -485,18 +597,24 @@ def load_synthetic(n_classes: int = 10, train_per_class: int = 20, test_per_clas
 
 DATASETS: dict[str, Callable[..., DataSource]] = {
     "cifar100": load_cifar100,
+    "cifar10": load_cifar10,
     "tinyimagenet": load_tinyimagenet,
     "imagefolder": load_image_folder,
     "synthetic": load_synthetic,
+    "digits": load_digits,
 }
+NO_ROOT = ("synthetic", "digits")  # generated or bundled: no files to read
 
 
 def build_dataset(name: str, root: Optional[PathLike] = None, **kw: Any) -> DataSource:
-    """`name` is one of DATASETS; `root` is ignored by "synthetic"; `kw` go to the loader."""
+    """`name` is one of DATASETS; `root` is ignored by "synthetic" and "digits"; `kw` go to the
+    loader, except `cache_dir`, which only "imagefolder" uses (it unpacks archives there)."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: expected one of {', '.join(sorted(DATASETS))}")
-    if name == "synthetic":
-        return load_synthetic(**kw)
+    if name != "imagefolder":
+        kw.pop("cache_dir", None)
+    if name in NO_ROOT:
+        return DATASETS[name](**kw)
     if root is None:
         raise DataError(f"dataset {name!r} needs a root directory (data.root)")
     return DATASETS[name](root, **kw)
@@ -688,7 +806,7 @@ def task_data_from_config(data_cfg: Any,
     """Dataset, order, split and EASE transforms from an `artsy.config.DataConfig`."""
     kw: dict[str, Any] = {"max_per_class_train": data_cfg.max_per_class_train,
                           "max_per_class_test": data_cfg.max_per_class_test}
-    if data_cfg.name == "cifar100":
+    if data_cfg.name in ("cifar100", "cifar10"):
         kw["download"] = data_cfg.download
     elif data_cfg.name == "imagefolder":
         kw["cache_dir"] = data_cfg.cache_dir

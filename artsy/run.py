@@ -43,7 +43,8 @@ from .record import SynapseLog, log_attrs  # noqa: E402
 REPO_ROOT = CONFIG_DIR.parent
 CONFIG_FILE = "config.yaml"
 # (n_classes, train images per class, test images per class) of the fixed-size datasets
-KNOWN_SIZES = {"cifar100": (100, 500, 100), "tinyimagenet": (200, 500, 50)}
+KNOWN_SIZES = {"cifar100": (100, 500, 100), "cifar10": (10, 5000, 1000),
+               "tinyimagenet": (200, 500, 50)}
 
 
 class RunError(RuntimeError):

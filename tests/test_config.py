@@ -157,7 +157,8 @@ def test_type_errors_name_key_value_and_type(override, message):
     ("synapse.input=h1", "'h0', 'own'"),
     ("synapse.ngai.depolarisation=spike", "'prototype_share', 'own_prototype'"),
     ("prototypes.fusion=sum", "'concat', 'additive'"),
-    ("data.name=cifar10", "'cifar100', 'tinyimagenet', 'imagefolder', 'synthetic'"),
+    ("data.name=cifar20", "'cifar100', 'cifar10', 'tinyimagenet', 'imagefolder', 'synthetic', "
+                          "'digits'"),
     ("data.tiny_protocol=b50", "'b100', 'b0'"),
     ("train.optimizer=lbfgs", "'sgd', 'adam', 'adamw'"),
     ("train.amp=fp8", "'bf16', 'fp16', 'none'"),

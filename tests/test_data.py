@@ -696,13 +696,15 @@ def test_build_dataset_factory(cifar, tiny, folder):
     assert build_dataset("tinyimagenet", tiny).name == "tinyimagenet"
     assert build_dataset("imagefolder", folder).name == "imagefolder"
     assert build_dataset("synthetic", n_classes=4).n_classes == 4
-    assert set(D.DATASETS) == {"cifar100", "tinyimagenet", "imagefolder", "synthetic"}
+    assert set(D.DATASETS) == {"cifar100", "cifar10", "tinyimagenet", "imagefolder", "synthetic",
+                               "digits"}
 
 
 def test_build_dataset_errors():
-    with pytest.raises(DataError, match=r"unknown dataset 'cifar10': expected one of cifar100, "
-                                        r"imagefolder, synthetic, tinyimagenet") as e:
-        build_dataset("cifar10", "/data")
+    with pytest.raises(DataError, match=r"unknown dataset 'cifar20': expected one of cifar10, "
+                                        r"cifar100, digits, imagefolder, synthetic, "
+                                        r"tinyimagenet") as e:
+        build_dataset("cifar20", "/data")
     one_line(e)
     with pytest.raises(DataError, match=r"dataset 'cifar100' needs a root directory"):
         build_dataset("cifar100")
