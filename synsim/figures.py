@@ -33,10 +33,8 @@ STYLE = {
 
 
 def style():
-    """Apply the house style to matplotlib (headless backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    """Apply the house style to matplotlib (the backend is left alone: inline in Jupyter, Agg on
+    a headless machine)."""
     import matplotlib.pyplot as plt
     from cycler import cycler
 
