@@ -45,10 +45,11 @@ def fig_accuracy(runs: dict[str, dict]):
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(top=100.5)
+    top = max((float(np.nanmax(c)) for c in data.values()), default=100.0)
+    ax.set_ylim(top=min(100.5, top + 0.15 * (top - ax.get_ylim()[0]) + 1.0))
     ax.set_xlabel("tasks learned (1)")
     ax.set_ylabel("top-1 accuracy, seen classes (%)")
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper right")
     return fig, data
 
 
