@@ -68,7 +68,6 @@ def simulate(circuit: Circuit, stimulus: Stimulus, params: ModelParams = None,
     rec_syn = validate_run(circuit, stimulus, record, record_synapses, record_every)
 
     model = NGAIModel(circuit, params, backend, compile=compile)
-    syn = params.synapse
     dt = params.dt_ms
     releases = _group_by_step(stimulus.release_step, stimulus.release_source,
                               stimulus.release_amplitude)

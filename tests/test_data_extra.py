@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from artsy import data as D
-from artsy.data import DataError, TaskData, build_dataset, load_cifar10, load_digits
+from artsy.data import DataError, build_dataset, load_cifar10, load_digits
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck"]

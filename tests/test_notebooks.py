@@ -1,6 +1,5 @@
 """Every notebook executes top to bottom, headless, in under a minute; outputs stay stripped."""
 
-import os
 from pathlib import Path
 
 import nbformat
