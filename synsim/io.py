@@ -119,6 +119,8 @@ def atomic_path(path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        with open(tmp_path, "rb") as f:  # on disk before the rename: survives an OS crash too
+            os.fsync(f.fileno())
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
     finally:

@@ -254,7 +254,7 @@ class NGAIModel:
         self.g_ampa_tot = b.asarray(np.zeros(npost))  # nS, summed over the neuron's synapses
         self.g_nmda_tot = b.asarray(np.zeros(npost))
         self._synapse_step = synapse_step
-        self._block, self._bap_active = None, False
+        self._block, self._rest_block, self._bap_active = None, None, False
         self._rho_moved = True
         self._flags_now = None  # functional flags computed by the fused kernel, if they flipped
         self.compiled = compile
@@ -290,8 +290,11 @@ class NGAIModel:
         """B_n, recomputed only when V or b can have changed (always for LIF; after bAPs in clamp)."""
         if self.lif or self._block is None or self._bap_active:
             self._block = self.mg_block()
+            if self._rest_block is None and not self.lif:
+                self._rest_block = mg_block_of(self.xp, self.v, self.k)  # clamp: V is constant
             if not self.lif and self._bap_active:
-                self._bap_active = bool((self.bap != 0).any())
+                # b only decays: once B(V + b) has rounded to B(V) it stays there
+                self._bap_active = not bool((self._block == self._rest_block).all())
         return self._block
 
     def step(self, n: int, release_source=None, release_amplitude=None, forced_post=None):
@@ -355,7 +358,11 @@ class NGAIModel:
         return above & active_np
 
     def update_functional(self):
-        """Flag flips since the last call: (indices that unsilenced, indices that silenced)."""
+        """Flag flips of the last step: (indices that unsilenced, indices that silenced).
+
+        Call it after every step (simulate does): the eager path only knows whether the last step
+        could have moved rho.
+        """
         if not self._rho_moved:
             return None  # no gate open (eager) or no flag flipped (fused kernel) in the last step
         now = self.rho >= self.k.rho_sil if self._flags_now is None else self._flags_now

@@ -132,7 +132,8 @@ class ReceptorRule:
         drive = np.sort(np.asarray(pre * self.mg_block(depolarisation), dtype=float).ravel())
         if drive.size == 0:
             raise ValueError("calibration needs at least one presentation")
-        q = float(np.quantile(drive, 1.0 - open_rate, method="lower"))
+        n_open = math.ceil(open_rate * drive.size - 1e-9)  # the smallest share >= open_rate
+        q = float(drive[drive.size - n_open])  # opens exactly these (ties aside)
         s = self.params.synapse
         return s.theta_p / (s.K * max(q, np.finfo(float).tiny)) * (1 + 1e-9)
 

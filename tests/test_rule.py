@@ -113,6 +113,10 @@ def test_calibrated_gain_opens_the_chosen_share():
     u = torch.rand(1000, generator=gen, dtype=torch.float64)
     gain = rule.gain_for_open_rate(pre.numpy(), u.numpy(), 0.9)
     share = rule.gate(pre, u, gain).double().mean().item()
-    assert 0.899 <= share <= 0.901
+    assert share == 0.9
+    for n, rate in ((10, 0.3), (10, 0.5), (32, 0.75), (48, 0.9)):  # the smallest share >= rate
+        p, d = pre[:n].numpy(), u[:n].numpy()
+        got = rule.gate(pre[:n], u[:n], rule.gain_for_open_rate(p, d, rate)).double().mean().item()
+        assert got == pytest.approx(math.ceil(rate * n - 1e-9) / n)
     with pytest.raises(ValueError, match=r"open_rate = 1.5 is invalid"):
         rule.gain_for_open_rate(pre.numpy(), u.numpy(), 1.5)
