@@ -1,0 +1,5 @@
+"""synsim: receptor-level silent-synapse simulation (the NGAI model), cross-checked against Brian2.
+
+Modules: params, kinetics, model (the step), simulate (the run loop), protocols, rule (the
+per-presentation rule), io (the xarray/netCDF schema), figures, crosscheck, demo.
+"""
