@@ -16,11 +16,13 @@ from artsy.adapters import (
     AdaptedBlock,
     AdaptedViT,
     Adapter,
-    AdapterSet,
     attach_adapters,
     count_parameters,
 )
 from artsy.backbones import build_backbone, forward_features
+from adapter_contract import (check_dropout_only_in_train_mode_and_the_current_set,
+                              check_each_forward_uses_only_the_chosen_set,
+                              check_gradients_reach_the_current_set_only, perturb)
 
 TINY = dict(img_size=32, patch_size=4, depth=2, embed_dim=32, num_heads=2)
 
@@ -31,13 +33,6 @@ def tiny_net(n_tasks=1, **kw) -> AdaptedViT:
     for _ in range(n_tasks):
         net.add_task()
     return net
-
-
-def perturb(adapters: AdapterSet) -> None:
-    """Give a set non-zero up-projections, as after training."""
-    with torch.no_grad():
-        for a in adapters:
-            a.up.weight.normal_(0, 0.5)
 
 
 def test_adapter_lora_init_outputs_zero():
@@ -109,17 +104,8 @@ def test_adapter_is_parallel_to_the_mlp_on_the_post_attention_stream():
 
 def test_each_forward_uses_only_the_chosen_set():
     net = tiny_net(n_tasks=2)
-    perturb(net.adapter_sets[0])
-    perturb(net.adapter_sets[1])
-    x = torch.rand(2, 3, 32, 32)
-    with torch.no_grad():
-        plain, f0, f1 = net(x), net(x, task=0), net(x, task=1)
-        assert not torch.allclose(f0, plain) and not torch.allclose(f1, f0)
-        perturb(net.adapter_sets[0])
-        assert torch.equal(net(x, task=1), f1) and torch.equal(net(x), plain)
+    check_each_forward_uses_only_the_chosen_set(net, torch.rand(2, 3, 32, 32))
     assert all(b.active_adapter is None for b in net.backbone.blocks)  # nothing left switched on
-    with pytest.raises(IndexError):
-        net(x, task=2)
 
 
 def test_only_the_current_set_is_trainable():
@@ -136,35 +122,12 @@ def test_only_the_current_set_is_trainable():
 
 
 def test_gradients_reach_the_current_adapter_only():
-    net = tiny_net(n_tasks=2).train()
-    x = torch.rand(2, 3, 32, 32)
-    net(x, task=1).pow(2).sum().backward()
-    current = net.adapter_sets[1]
-    assert all(p.grad is not None for p in current.parameters())
-    # The up-projections learn at once; the down ones get zero gradient while up is still 0.
-    assert all(torch.count_nonzero(a.up.weight.grad) > 0 for a in current)
-    assert all(p.grad is None for p in net.adapter_sets[0].parameters())
-    assert all(p.grad is None for p in net.backbone.parameters())
-    # After one step the down-projections learn too.
-    torch.optim.SGD(net.trainable_parameters(), lr=0.1).step()
-    net.zero_grad()
-    net(x, task=1).pow(2).sum().backward()
-    assert all(torch.count_nonzero(a.down.weight.grad) > 0 for a in current)
+    check_gradients_reach_the_current_set_only(tiny_net(n_tasks=2), torch.rand(2, 3, 32, 32))
 
 
 def test_dropout_only_in_train_mode_and_only_in_the_current_set():
-    net = tiny_net(n_tasks=2)
-    perturb(net.adapter_sets[0])
-    perturb(net.adapter_sets[1])
-    x = torch.rand(2, 3, 32, 32)
-    net.train()
-    assert not net.backbone.training and not net.adapter_sets[0].training
-    assert net.adapter_sets[1].training
-    with torch.no_grad():
-        assert not torch.equal(net(x, task=1), net(x, task=1))  # dropout draws differ
-        assert torch.equal(net(x, task=0), net(x, task=0))  # frozen set: no dropout
-        net.eval()
-        assert torch.equal(net(x, task=1), net(x, task=1))
+    check_dropout_only_in_train_mode_and_the_current_set(tiny_net(n_tasks=2),
+                                                         torch.rand(2, 3, 32, 32))
 
 
 def test_attach_rejects_other_families_and_double_attach():

@@ -19,55 +19,16 @@ from artsy.data import (DataError, TaskData, build_dataset, class_order, load_ci
                         load_image_folder, load_synthetic, load_tinyimagenet, remap_labels,
                         task_splits, eval_transform, train_transform, unpack_archive)
 
+from cifar_fixtures import (COARSE, FINE, check_plane_order, one_line,  # noqa: E402
+                            write_cifar100)
+
 CIFAR10_ARCHIVE = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpg.tar.gz"
 
-FINE = """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
-    butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab
-    crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard
-    lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom
-    oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine
-    possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake
-    spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor
-    train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
-COARSE = ("aquatic_mammals fish flowers food_containers fruit_and_vegetables "
-          "household_electrical_devices household_furniture insects large_carnivores "
-          "large_man-made_outdoor_things large_natural_outdoor_scenes "
-          "large_omnivores_and_herbivores medium_mammals non-insect_invertebrates people reptiles "
-          "small_mammals trees vehicles_1 vehicles_2").split()
 WNIDS = ["n01641577", "n01443537", "n01629819"]  # wnids.txt order; labels follow sorted order
-
-
-def one_line(excinfo) -> str:
-    msg = str(excinfo.value)
-    assert "\n" not in msg, msg
-    return msg
 
 
 # ----------------------------------------------------------------------------------------------
 # Fixture writers (official layouts)
-
-
-def write_cifar100(root: Path, n_train: int = 3, n_test: int = 2) -> dict:
-    """root/cifar-100-python/{train,test,meta}, data uint8 N x 3072 in R, G, B plane order."""
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = np.tile(np.arange(100), n)  # interleaved, as in the real files
-        hwc = rng.integers(0, 256, (len(labels), 32, 32, 3), dtype=np.uint8)
-        data = hwc.transpose(0, 3, 1, 2).reshape(len(labels), 3072)
-        entry = {"filenames": [f"img_{i}.png" for i in range(len(labels))],
-                 "batch_label": f"{split} batch 1 of 1",
-                 "fine_labels": labels.tolist(),
-                 "coarse_labels": (labels % 20).tolist(),
-                 "data": data}
-        with open(folder / split, "wb") as f:
-            pickle.dump(entry, f, protocol=2)
-        out[split] = (hwc, labels)
-    with open(folder / "meta", "wb") as f:
-        pickle.dump({"fine_label_names": FINE, "coarse_label_names": COARSE}, f, protocol=2)
-    return out
 
 
 def write_tiny(parent: Path, n_train: int = 4, n_val: int = 2) -> Path:
@@ -221,17 +182,8 @@ def test_cifar100_reads_official_pickles_from_root_or_folder(cifar, sub):
 
 def test_cifar100_plane_order_is_r_g_b_row_major(tmp_path):
     write_cifar100(tmp_path, n_train=1, n_test=1)
-    path = tmp_path / "cifar-100-python" / "train"
-    entry = pickle.loads(path.read_bytes())
-    row = np.concatenate([np.full(1024, 10), np.full(1024, 20), np.full(1024, 30)])
-    row[1] = 99  # R plane, row 0, column 1
-    row[1024 + 32] = 77  # G plane, row 1, column 0
-    entry["data"][0] = row
-    path.write_bytes(pickle.dumps(entry, protocol=2))
-    img = np.asarray(load_cifar100(tmp_path).train[0][0])
-    assert img[0, 0].tolist() == [10, 20, 30]
-    assert img[0, 1].tolist() == [99, 20, 30]
-    assert img[1, 0].tolist() == [10, 77, 30]
+    check_plane_order(tmp_path / "cifar-100-python" / "train",
+                      lambda: load_cifar100(tmp_path).train[0][0])
 
 
 def test_cifar100_per_class_cap_takes_the_first_images(cifar):

@@ -13,42 +13,7 @@ from torch.utils.data import DataLoader
 
 from artsy import data as D
 from artsy.data import DataError, build_dataset, load_cifar10, load_digits
-
-CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                 "truck"]
-BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
-
-
-def one_line(excinfo) -> str:
-    msg = str(excinfo.value)
-    assert "\n" not in msg, msg
-    return msg
-
-
-def write_cifar10(root: Path, per_batch: int = 1, n_test: int = 2) -> dict:
-    """root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}, as in the official
-    archive: data uint8 N x 3072 in R, G, B plane order, `labels` a list of ints."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    hwcs, labels_all = {"train": [], "test": []}, {"train": [], "test": []}
-    for k, (name, n) in enumerate([(b, per_batch) for b in BATCHES] + [("test_batch", n_test)]):
-        labels = np.tile(np.arange(10), n)
-        rng.shuffle(labels)  # the real batches are not sorted by class
-        hwc = rng.integers(0, 256, (len(labels), 32, 32, 3), dtype=np.uint8)
-        entry = {"batch_label": f"batch {k + 1}", "labels": labels.tolist(),
-                 "data": hwc.transpose(0, 3, 1, 2).reshape(len(labels), 3072),
-                 "filenames": [f"img_{k}_{i}.png" for i in range(len(labels))]}
-        with open(folder / name, "wb") as f:
-            pickle.dump(entry, f, protocol=2)
-        split = "test" if name == "test_batch" else "train"
-        hwcs[split].append(hwc)
-        labels_all[split].append(labels)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"num_cases_per_batch": 10 * per_batch, "label_names": CIFAR10_NAMES,
-                     "num_vis": 3072}, f, protocol=2)
-    return {s: (np.concatenate(hwcs[s]), np.concatenate(labels_all[s])) for s in hwcs}
-
+from cifar_fixtures import CIFAR10_NAMES, check_plane_order, one_line, write_cifar10
 
 @pytest.fixture(scope="module")
 def cifar10(tmp_path_factory):
@@ -91,17 +56,8 @@ def test_cifar10_reads_official_pickles_from_root_or_folder(cifar10, sub):
 
 def test_cifar10_plane_order_is_r_g_b_row_major(tmp_path):
     write_cifar10(tmp_path)
-    path = tmp_path / "cifar-10-batches-py" / "test_batch"
-    entry = pickle.loads(path.read_bytes())
-    row = np.concatenate([np.full(1024, 10), np.full(1024, 20), np.full(1024, 30)])
-    row[1] = 99  # R plane, row 0, column 1
-    row[1024 + 32] = 77  # G plane, row 1, column 0
-    entry["data"][0] = row
-    path.write_bytes(pickle.dumps(entry, protocol=2))
-    img = np.asarray(load_cifar10(tmp_path).test[0][0])
-    assert img[0, 0].tolist() == [10, 20, 30]
-    assert img[0, 1].tolist() == [99, 20, 30]
-    assert img[1, 0].tolist() == [10, 77, 30]
+    check_plane_order(tmp_path / "cifar-10-batches-py" / "test_batch",
+                      lambda: load_cifar10(tmp_path).test[0][0])
 
 
 def test_cifar10_per_class_cap_takes_the_first_images_across_batches(cifar10):
