@@ -236,9 +236,6 @@ class BlockHookSlot:
             return None
         return output + self.active_adapter(args[0])
 
-    def remove(self) -> None:
-        self.handle.remove()
-
 
 def _cnn_blocks(backbone: nn.Module) -> Optional[list[nn.Module]]:
     """The blocks of a timm EfficientNet/MobileNet-style model (``.blocks`` = stages), else None."""

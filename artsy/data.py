@@ -215,16 +215,6 @@ def _cifar_folder(root: PathLike, folder: str) -> Path:
     return root / folder
 
 
-def cifar100_folder(root: PathLike) -> Path:
-    """`root` may be the folder `cifar-100-python` itself or the folder that contains it."""
-    return _cifar_folder(root, CIFAR100_FOLDER)
-
-
-def cifar10_folder(root: PathLike) -> Path:
-    """`root` may be the folder `cifar-10-batches-py` itself or the folder that contains it."""
-    return _cifar_folder(root, CIFAR10_FOLDER)
-
-
 def load_cifar100(root: PathLike, download: bool = False,
                   max_per_class_train: Optional[int] = None,
                   max_per_class_test: Optional[int] = None) -> DataSource:
@@ -609,10 +599,10 @@ NO_ROOT = ("synthetic", "digits")  # generated or bundled: no files to read
 def build_dataset(name: str, root: Optional[PathLike] = None, **kw: Any) -> DataSource:
     """`name` is one of DATASETS; `root` is ignored by "synthetic" and "digits"; `kw` go to the
     loader, except `cache_dir`, which only "imagefolder" uses (it unpacks archives there)."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}: expected one of {', '.join(sorted(DATASETS))}")
     if name != "imagefolder":
         kw.pop("cache_dir", None)
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}: expected one of {', '.join(sorted(DATASETS))}")
     if name in NO_ROOT:
         return DATASETS[name](**kw)
     if root is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def make_all(run_dirs, out_dir: Path) -> dict:
     for name, log in logs.items():
         if log is None:
             continue
-        tag = name.split(" ")[0]
+        tag = re.sub(r"[^\w.-]+", "_", name).strip("_")  # "ngai", or "ngai_<run dir>" if repeated
         jobs[f"gate_open_rate_{tag}"] = lambda log=log, name=name: fig_gate_open_rates(log, name)
         if np.isfinite(log.ampa.values).any():
             jobs[f"synapse_trajectories_{tag}"] = lambda log=log: sf.fig_trajectories(log)

@@ -270,13 +270,8 @@ class Learner:
                           ptm_passes=ptm_passes, subnet_passes=subnet_passes)
 
     def _logits(self, feats, class_task, task, open_mask, h0) -> torch.Tensor:
+        """Reweighted cosine logits over the open blocks (all closed: zero, plus the PTM block)."""
         p = self.cfg.prototypes
-        if all(f is None for f in feats):  # every gate closed (fallback: none): no evidence
-            logits = torch.zeros(len(open_mask), len(class_task), device=self.device)
-            if p.beta:
-                ptm = F.normalize(self.bank.ptm_prototypes, dim=1)
-                logits = logits + p.beta * F.normalize(h0.float(), dim=1) @ ptm.T
-            return logits
         return reweighted_cosine_logits(feats, self.bank, class_task, task, p.alpha,
                                         p.divide_alpha_by_tasks, open_mask=open_mask,
                                         ptm_feature=h0, beta=p.beta)

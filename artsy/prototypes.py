@@ -156,9 +156,10 @@ def reweighted_cosine_logits(
     class_task = class_task.to(protos.device)
     if class_task.numel() != protos.shape[0] or int(class_task.max()) > T:
         raise ValueError("class_task must give a task index <= current_task for every class row")
-    batch = next((f.shape[0] for f in feats_per_subspace if f is not None), None)
+    batch = next((f.shape[0] for f in feats_per_subspace if f is not None),
+                 None if open_mask is None else open_mask.shape[0])
     if batch is None:
-        raise ValueError("every subspace is closed: at least one feature block is needed")
+        raise ValueError("every subspace is closed: pass open_mask to get the (zero) logits")
 
     off = alpha / T if (divide_by_T and T > 0) else alpha
     own = class_task.view(-1, 1) == torch.arange(T + 1, device=protos.device).view(1, -1)

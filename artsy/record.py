@@ -32,11 +32,6 @@ from synsim import io
 
 FILE = "synapses.nc"
 UNLIMITED = ("step", "after_task")
-EXTRA_VARIABLES = {  # not in synsim.io.VARIABLES: (units, long_name)
-    "gate_score": ("1", "mean soft gate score c_t = sigmoid(S_t(h0))"),
-    "K_eff": ("1", "calibrated peak calcium per release at B = 1 (K * gain_t)"),
-    "calibrated_open_rate": ("1", "share of the synapse's own-task training inputs that open it"),
-}
 
 
 class SynapseLog:
@@ -97,8 +92,6 @@ class SynapseLog:
         }, coords={"after_task": np.array([task], dtype=np.int64),
                    "input_task": np.arange(self.n_tasks, dtype=np.int64),
                    **self._synapse_coords()})
-        for name, (units, long_name) in EXTRA_VARIABLES.items():
-            ds[name].attrs.update(units=units, long_name=long_name)
         return io.annotate(ds)
 
     def _synapse_coords(self) -> dict:

@@ -280,7 +280,7 @@ def run_meta(cfg: Config, data, learner) -> dict:
 
 
 def make_log(cfg: Config, run_dir: Path, learner) -> SynapseLog:
-    rule = learner.gates.rule_attrs() if hasattr(learner.gates, "rule_attrs") else {}
+    rule = learner.gates.rule_attrs()
     return SynapseLog(run_dir / LOG_FILE, learner.data.n_tasks,
                       log_attrs(cfg.synapse.gate, to_dict(cfg), rule))
 

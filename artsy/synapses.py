@@ -173,8 +173,11 @@ class Gates:
 
     mode = "none"
     needs_h0 = False  # decide() reads h0 = E_0(x): one extra backbone pass per input
-    needs_task_ids = False  # decide() reads the true task (oracle)
     needs_own = False  # decide() reads every E_t(x) first: no sub-network pass is skipped
+
+    def rule_attrs(self) -> dict:
+        """The receptor rule's parameters for the synapse log (only ngai has a rule)."""
+        return {}
 
     def __init__(self, cfg: SynapseConfig, dim: int, n_tasks: int,
                  device: torch.device | str = "cpu") -> None:
@@ -260,7 +263,6 @@ class OracleGates(Gates):
     """The true task's gate only: the upper bound of any learned routing (needs labels)."""
 
     mode = "oracle"
-    needs_task_ids = True
 
     def _decide(self, n_seen, h0, task_ids, own, bank, class_task, batch) -> GateDecision:
         raw = F.one_hot(task_ids.long().cpu(), n_seen).bool()

@@ -32,8 +32,11 @@ import sys
 import time
 from pathlib import Path
 
+from artsy.metrics import fmt as f
+from artsy.synapses import GATES
+from synsim.io import write_json
+
 REPO = Path(__file__).resolve().parents[1]
-GATES = ("none", "mlp", "ngai", "oracle")
 
 
 def run_gate(config: str, gate: str, overrides: list[str], out_dir: Path) -> dict:
@@ -67,9 +70,6 @@ def run_gate(config: str, gate: str, overrides: list[str], out_dir: Path) -> dic
 
 
 def table(rows: list[dict]) -> str:
-    def f(x, d=2):
-        return "-" if x is None else f"{x:.{d}f}"
-
     head = ("gate", "Avg", "Last", "forget", "gate acc", "final gate", "open", "eval passes",
             "train s", "infer s", "wall s", "peak MiB")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
                           "cuda": torch.cuda.is_available()},
               "peak_memory": "max RSS of each run's process (os.wait4 ru_maxrss)",
               "runs": rows}
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(out, result)
     print(f"\n{table(rows)}\n\nwritten {out} (runs in {runs_dir})")
     return 0
 

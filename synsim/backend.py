@@ -73,12 +73,3 @@ class Backend:
         out = torch.zeros(n, dtype=values.dtype, device=values.device)
         return out.index_add_(0, index, values)
 
-
-def default_device() -> str:
-    """CUDA when present, else CPU."""
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "cpu"

@@ -235,8 +235,9 @@ def fig_trajectories(ds: xr.Dataset, variables=("ampa", "calcium"), along: str |
             tasks = ds.task.values
             for b in np.flatnonzero(np.diff(tasks)) + 0.5:
                 ax.axvline(b, color="0.6", lw=0.5, ls=":")
-    if name == "ampa" and "rho_sil" in ds.attrs:
-        axes[0, 0].axhline(ds.attrs["rho_sil"], color="0.5", ls="--", lw=0.6)
+    if "ampa" in variables and "rho_sil" in ds.attrs:
+        axes[variables.index("ampa"), 0].axhline(ds.attrs["rho_sil"], color="0.5", ls="--",
+                                                 lw=0.6)
     axes[-1, 0].set_xlabel("presentation (recorded rows, task boundaries dotted)" if along == "step"
                            else label(ds[along]))
     if ds.sizes["synapse"] <= 10:

@@ -59,7 +59,7 @@ def unitary_epsc_pA(t_ms, g_nS: float, tau_rise_ms: float, tau_decay_ms: float, 
     return g_nS * biexp_kernel(t_ms, tau_rise_ms, tau_decay_ms) * (v_mV - e_mV)
 
 
-def _phi(t_ms, tau_x_ms: float, tau_ca_ms: float):
+def phi(t_ms, tau_x_ms: float, tau_ca_ms: float):
     """Integral of exp(-(t-s)/tau_ca) exp(-s/tau_x) over [0, t], in ms."""
     xp = _xp(t_ms)
     return ((xp.exp(-t_ms / tau_x_ms) - xp.exp(-t_ms / tau_ca_ms))
@@ -75,7 +75,7 @@ def calcium_single_release(t_ms, tau_rise_ms: float, tau_decay_ms: float, tau_ca
     xp = _xp(t_ms)
     eta = biexp_eta(tau_rise_ms, tau_decay_ms)
     tt = xp.where(t_ms >= 0, t_ms, 0.0 * t_ms)
-    c = kappa_b_per_ms * eta * (_phi(tt, tau_decay_ms, tau_ca_ms) - _phi(tt, tau_rise_ms, tau_ca_ms))
+    c = kappa_b_per_ms * eta * (phi(tt, tau_decay_ms, tau_ca_ms) - phi(tt, tau_rise_ms, tau_ca_ms))
     return xp.where(t_ms >= 0, c, 0.0 * t_ms)
 
 

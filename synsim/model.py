@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import Backend
-from .kinetics import MG_BLOCK_HALF_mM, MG_BLOCK_SLOPE_PER_mV
+from .kinetics import mg_block, phi
 from .params import ModelParams
 
 POST_MODES = ("clamp", "lif")
@@ -166,7 +166,6 @@ class StepConstants:
     rho_gain_d: float  # 1 - e^{-k dt} between the thresholds
     theta_p: float
     theta_d: float
-    mg_over_half: float
     rho_sil: float
 
     @classmethod
@@ -178,11 +177,8 @@ class StepConstants:
             ("a_ca", p.tau_ca_ms), ("a_b", p.tau_bap_ms))}
         kappa_eta = p.kappa_per_ms * p.eta_nmda
         if params.discretisation == "exact":
-            def phi(tau_x):  # integral of e^{-(dt-s)/tau_ca} e^{-s/tau_x} over one step (ms)
-                return (math.exp(-dt / tau_x) - a["a_ca"]) / (1.0 / p.tau_ca_ms - 1.0 / tau_x)
-
-            rise_coef, decay_coef = -kappa_eta * phi(p.tau_nmda_rise_ms), \
-                kappa_eta * phi(p.tau_nmda_decay_ms)
+            rise_coef = -kappa_eta * float(phi(dt, p.tau_nmda_rise_ms, p.tau_ca_ms))
+            decay_coef = kappa_eta * float(phi(dt, p.tau_nmda_decay_ms, p.tau_ca_ms))
         else:  # zero-order hold of s_N over the step (Brian2 exponential_euler)
             zoh = kappa_eta * p.tau_ca_ms * (1.0 - a["a_ca"])
             rise_coef, decay_coef = -zoh, zoh
@@ -192,11 +188,9 @@ class StepConstants:
                    nmda_rise_coef=rise_coef, nmda_decay_coef=decay_coef,
                    rho_inf_p=p.rho_inf, rho_gain_p=-math.expm1(-(kp + kd) * dt),
                    rho_gain_d=-math.expm1(-kd * dt), theta_p=p.theta_p, theta_d=p.theta_d,
-                   mg_over_half=p.mg_mM / MG_BLOCK_HALF_mM, rho_sil=p.rho_sil)
+                   rho_sil=p.rho_sil)
 
 
-def mg_block_of(xp, v_mV, k: StepConstants):
-    return 1.0 / (1.0 + k.mg_over_half * xp.exp(-MG_BLOCK_SLOPE_PER_mV * v_mV))
 
 
 def rho_step(xp, rho, c, k: StepConstants):
@@ -275,7 +269,7 @@ class NGAIModel:
 
     def mg_block(self):
         """Unblocked NMDA fraction of each postsynaptic neuron at V_d = V + b."""
-        return mg_block_of(self.xp, self.v + self.bap, self.k)
+        return mg_block(self.v + self.bap, self.params.synapse.mg_mM)
 
     def conductances(self):
         """(g_AMPA, g_NMDA*B) summed per postsynaptic neuron, in nS, from the current state."""
@@ -291,7 +285,7 @@ class NGAIModel:
         if self.lif or self._block is None or self._bap_active:
             self._block = self.mg_block()
             if self._rest_block is None and not self.lif:
-                self._rest_block = mg_block_of(self.xp, self.v, self.k)  # clamp: V is constant
+                self._rest_block = mg_block(self.v, self.params.synapse.mg_mM)  # clamp: V fixed
             if not self.lif and self._bap_active:
                 # b only decays: once B(V + b) has rounded to B(V) it stays there
                 self._bap_active = not bool((self._block == self._rest_block).all())
@@ -327,11 +321,9 @@ class NGAIModel:
             spiked = self._integrate_lif(n, block)
         if forced_post is not None:
             spiked |= forced_post
-        if release_source is not None and len(release_source):
-            src = self.backend.asarray(release_source, "int")
-            amp = self.backend.asarray(release_amplitude)
+        if release_source is not None and len(release_source):  # backend arrays (simulate)
             for trace in (self.r_ampa, self.d_ampa, self.r_nmda, self.d_nmda):
-                self.backend.add_at(trace, src, amp)
+                self.backend.add_at(trace, release_source, release_amplitude)
         if spiked.any():
             spiked_b = self.backend.asarray(spiked, "bool")
             self.c = self.c + syn.c_post * spiked_b[self.syn_post]

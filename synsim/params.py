@@ -8,6 +8,7 @@ that names the parameter, the value and the valid range.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -82,7 +83,7 @@ class SynapseParams:
         """Peak normalisation of the NMDA kernel (1.1052 for 2/100 ms)."""
         return kinetics.biexp_eta(self.tau_nmda_rise_ms, self.tau_nmda_decay_ms)
 
-    @property
+    @functools.cached_property  # a root-find: computed once per parameter set
     def calcium_peak_per_kappa_ms(self) -> float:
         """Peak calcium of one release per unit kappa*B, in ms (14.4707 ms for the defaults)."""
         return kinetics.calcium_peak(self.tau_nmda_rise_ms, self.tau_nmda_decay_ms,
@@ -98,11 +99,6 @@ class SynapseParams:
         """Fixed point of rho under sustained c > theta_p: gamma_p / (gamma_p + gamma_d)."""
         total = self.gamma_p + self.gamma_d
         return self.gamma_p / total if total > 0 else 0.0  # no trafficking: nothing moves
-
-    @property
-    def v_half_mV(self) -> float:
-        """Half-block voltage of the Mg2+ block (-20.5 mV at 1 mM)."""
-        return kinetics.mg_block_v_half(self.mg_mM)
 
     def fastest_tau_ms(self) -> float:
         return min(self.tau_ampa_rise_ms, self.tau_ampa_decay_ms, self.tau_nmda_rise_ms,
@@ -142,9 +138,6 @@ class NeuronParams:
         _require(self.refractory_ms >= 0, "refractory_ms", self.refractory_ms, ">= 0 ms")
         _require(self.v_reset_mV < self.v_threshold_mV, "v_reset_mV", self.v_reset_mV,
                  f"< v_threshold_mV ({self.v_threshold_mV} mV)")
-
-    def replace(self, **changes) -> "NeuronParams":
-        return dataclasses.replace(self, **changes)
 
     def as_attrs(self) -> dict:
         return {f"neuron_{k}": v for k, v in dataclasses.asdict(self).items()}

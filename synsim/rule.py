@@ -20,14 +20,15 @@ Works on numpy arrays and torch tensors (any device, any float dtype); `artsy` c
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from array_api_compat import array_namespace
 
-from .kinetics import calcium_peak
-from .model import StepConstants, mg_block_of, rho_step
+from .kinetics import calcium_peak, mg_block
+from .model import StepConstants, rho_step
 from .params import ModelParams, SynapseParams
 
 
@@ -49,7 +50,7 @@ class RuleParams:
             raise ValueError(f"v_rest_mV = {self.v_rest_mV}, dv_mV = {self.dv_mV} are invalid: "
                              "must be finite mV")
 
-    @property
+    @functools.cached_property  # a root-find when delta_ms is None: computed once
     def window_ms(self) -> float:
         s = self.synapse
         if self.delta_ms is not None:
@@ -64,11 +65,6 @@ class RuleParams:
         """The simulator's step constants at dt = Delta (exact discretisation)."""
         model = ModelParams(synapse=self.synapse, dt_ms=self.window_ms, allow_coarse_dt=True)
         return StepConstants.from_params(model)
-
-    def replace(self, **changes) -> "RuleParams":
-        import dataclasses
-
-        return dataclasses.replace(self, **changes)
 
     def as_attrs(self) -> dict:
         out = {f"rule_{k}": v for k, v in self.synapse.as_attrs().items()}
@@ -90,8 +86,7 @@ class ReceptorRule:
         return self.params.v_rest_mV + self.params.dv_mV * depolarisation
 
     def mg_block(self, depolarisation):
-        xp = array_namespace(depolarisation)
-        return mg_block_of(xp, self.voltage(depolarisation), self.k)
+        return mg_block(self.voltage(depolarisation), self.params.synapse.mg_mM)
 
     def step(self, calcium, ampa, pre, depolarisation, gain=1.0):
         """One presentation. Returns dict of mg_block, calcium, ampa, functional (new state).

@@ -76,6 +76,8 @@ def simulate(circuit: Circuit, stimulus: Stimulus, params: ModelParams = None,
     buffers = {name: np.empty((rec_steps.size, rec_syn.size if name in SYNAPSE_VARS
                                else circuit.n_post), dtype=bool if name == "functional" else float)
                for name in record}
+    releases = {n: (backend.asarray(src, "int"), backend.asarray(amp))  # once, not per step
+                for n, (src, amp) in releases.items()}
     rec_syn_b = backend.asarray(rec_syn, "int")
     events, spikes = [], []
     row = 0
@@ -120,7 +122,7 @@ def _record(model: NGAIModel, buffers: dict, row: int, rec_syn_b) -> None:
     if "ampa" in buffers:
         values["ampa"] = model.rho[rec_syn_b]
     if "functional" in buffers:
-        values["functional"] = model.rho[rec_syn_b] >= syn.rho_sil
+        values["functional"] = model.functional[rec_syn_b]  # current: updated after every step
     if "s_ampa" in buffers:
         values["s_ampa"] = model.s_ampa()[model.syn_source[rec_syn_b]]
     if "s_nmda" in buffers:

@@ -31,18 +31,22 @@ def test_run_figures_in_every_format(runs, tmp_path):
         assert all((tmp_path / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in paths)
 
 
-def test_figure_data_are_the_runs_numbers(runs):
+def test_figures_draw_the_runs_numbers(runs):
+    """What is drawn (line and image data), not what is returned, matches the run's files."""
     metrics = {m["gate"]: m for m in (json.loads((r / "metrics.json").read_text()) for r in runs)}
-    _, data = figures.fig_accuracy(metrics)
-    for gate, m in metrics.items():
-        np.testing.assert_array_equal(data[gate], m["curve"])
+    fig, _ = figures.fig_accuracy(metrics)
+    drawn = [line.get_ydata() for line in fig.axes[0].lines]
+    for gate, curve in zip(metrics, drawn):
+        np.testing.assert_array_equal(curve, metrics[gate]["curve"])
     log = io.load(runs[0] / "synapses.nc")
-    _, data = figures.fig_gate_open_rates(log)
-    np.testing.assert_array_equal(data["gate_open_rate"],
-                                  log.gate_open_rate.transpose("after_task", "input_task",
-                                                               "synapse").values)
-    _, data = sf.fig_trajectories(log)
-    np.testing.assert_array_equal(data["ampa"], log.ampa.transpose("step", "synapse").values)
+    fig, _ = figures.fig_gate_open_rates(log)
+    rates = log.gate_open_rate.transpose("after_task", "input_task", "synapse").values
+    for k in range(log.sizes["after_task"]):
+        np.testing.assert_array_equal(fig.axes[k].images[0].get_array(), rates[k, :k + 1, :k + 1])
+    fig, _ = sf.fig_trajectories(log)
+    ampa = log.ampa.transpose("step", "synapse").values
+    for j, line in enumerate(fig.axes[0].lines[:ampa.shape[1]]):
+        np.testing.assert_array_equal(line.get_ydata(), ampa[:, j])
 
 
 def test_missing_run_dir_is_exit_2(tmp_path, capsys):

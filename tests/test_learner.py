@@ -29,7 +29,6 @@ def test_task_seeds_are_deterministic_and_distinct():
     seeds = {task_seed(1993, t, s) for t in range(-1, 20) for s in ("adapter", "synapses",
                                                                      "consolidate", "backbone")}
     assert len(seeds) == 21 * 4
-    assert task_seed(1993, 3, "adapter") == task_seed(1993, 3, "adapter")
     assert task_seed(1993, 3, "adapter") != task_seed(1994, 3, "adapter")
 
 

@@ -51,7 +51,6 @@ def test_window_is_the_calcium_peak_and_calcium_is_k_pre_b():
     synapse = SynapseParams()
     params = RuleParams(synapse=synapse)
     assert params.window_ms == pytest.approx(42.36, abs=0.01)
-    assert params.lam == pytest.approx(math.exp(-params.window_ms / 20.0))
     rule = ReceptorRule(params)
     out = rule.step(np.zeros(1), np.zeros(1), np.array([0.5]), np.array([1.0]))
     assert out["calcium"][0] == pytest.approx(2.0 * 0.5 * kinetics.mg_block(np.float64(0.0)))
