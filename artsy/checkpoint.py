@@ -17,15 +17,13 @@ from typing import Optional, Union
 
 import torch
 
-from synsim.io import atomic_path
+from synsim.files import atomic_path
+
+from .errors import CheckpointError
 
 FOLDER = "checkpoints"
 FORMAT = 1
 _NAME = re.compile(r"task_(\d+)\.pt")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or from another run layout."""
 
 
 def checkpoint_path(run_dir: Union[str, os.PathLike], task: int) -> Path:

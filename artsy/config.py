@@ -21,13 +21,11 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 
 import yaml
 
-from synsim.io import write_text
+from synsim.files import write_text
+
+from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-
-
-class ConfigError(ValueError):
-    """A config key is unknown, or a value has the wrong type or range (one line)."""
 
 
 def _f(default: Any, lo: Optional[float] = None, hi: Optional[float] = None) -> Any:

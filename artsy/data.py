@@ -26,6 +26,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from .errors import DataError
+
 PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".webp", ".tif",
@@ -41,10 +43,6 @@ TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 DIGITS_TEST_FRACTION = 0.2  # load_digits: stratified 80/20 split ...
 DIGITS_SPLIT_SEED = 0  # ... by this fixed seed
 DEFAULT_ORDER_SEED = 1993  # EASE / PILOT / PyCIL / iCaRL (method.md §11.3)
-
-
-class DataError(ValueError):
-    """A dataset is missing, malformed or misnamed; the message says what was expected."""
 
 
 def _one_line(text: object) -> str:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from synsim import demo as receptor_demo
-from synsim import io
+from synsim import files
 
 from . import figures
 from .config import load_config
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     print("\n== 3/3 figures", flush=True)
     written = figures.make_all(list(runs.values()), out / "figures")
     minutes = (time.perf_counter() - t0) / 60
-    io.write_json(out / "demo.json", {"images": source, "runs": {g: str(p) for g, p in runs.items()},
+    files.write_json(out / "demo.json", {"images": source, "runs": {g: str(p) for g, p in runs.items()},
                                       "figures": written, "wall_time_min": round(minutes, 2)})
     print(f"\ndemo finished in {minutes:.1f} min; everything is in {out}/")
     print(f"  receptor datasets, figures and summary: {out / 'receptors'}/")

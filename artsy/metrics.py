@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from synsim.io import write_text
+from synsim.files import write_text
 
 JSON_FILE, CSV_FILE = "metrics.json", "metrics.csv"
 TIMING_KEYS = ("train_time_s", "eval_time_s")  # the only fields a resumed run may change

@@ -33,6 +33,20 @@ from synsim import io
 FILE = "synapses.nc"
 UNLIMITED = ("step", "after_task")
 
+# The learner's own names in the log (name -> (units, long_name)); the receptor variables
+# (pre, depolarisation, mg_block, calcium, ampa, functional) keep the simulator's schema.
+VOCABULARY: dict[str, tuple[str, str]] = {
+    "step": ("1", "global presentation index"),
+    "task": ("1", "task being learned"),
+    "synapse_task": ("1", "task of the synapse's sub-network"),
+    "gate_open_rate": ("1", "share of inputs for which the gate is open"),
+    "gate_score": ("1", "mean soft gate score c_t = sigmoid(S_t(h0))"),
+    "K_eff": ("1", "calibrated peak calcium per release at B = 1 (K * gain_t)"),
+    "calibrated_open_rate": ("1", "share of the synapse's own-task training inputs that open it"),
+    "after_task": ("1", "evaluation after learning this task"),
+    "input_task": ("1", "task the evaluated inputs belong to"),
+}
+
 
 class SynapseLog:
     """Writer of one run's synapses.nc."""
@@ -53,7 +67,7 @@ class SynapseLog:
         evaluation = self._evaluation(task, gate_open_rate, gate_score, k_eff, open_rate)
         if not self.path.exists():
             ds = io.annotate(xr.merge([steps, evaluation], compat="no_conflicts", join="exact"),
-                             **self.attrs)
+                             VOCABULARY, **self.attrs)
             io.save(ds, self.path, unlimited_dims=UNLIMITED)
             return
         io.append(self.path, steps, "step")
@@ -80,7 +94,7 @@ class SynapseLog:
         return io.annotate(xr.Dataset(data, coords={
             "step": step_offset + np.asarray(rows["position"], dtype=np.int64),
             "task": ("step", np.full(n, task, dtype=np.int64)),
-            **self._synapse_coords()}))
+            **self._synapse_coords()}), VOCABULARY)
 
     def _evaluation(self, task, gate_open_rate, gate_score, k_eff, open_rate) -> xr.Dataset:
         grid, per = ("after_task", "input_task", "synapse"), ("after_task", "synapse")
@@ -92,7 +106,7 @@ class SynapseLog:
         }, coords={"after_task": np.array([task], dtype=np.int64),
                    "input_task": np.arange(self.n_tasks, dtype=np.int64),
                    **self._synapse_coords()})
-        return io.annotate(ds)
+        return io.annotate(ds, VOCABULARY)
 
     def _synapse_coords(self) -> dict:
         index = np.arange(self.n_tasks, dtype=np.int64)

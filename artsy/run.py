@@ -32,9 +32,10 @@ import yaml
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import checkpoint  # noqa: E402
-from .config import (CONFIG_DIR, Config, ConfigError, config_path, dump_yaml,  # noqa: E402
-                     load_config, to_dict)
-from .data import (DataError, build_dataset, class_order,  # noqa: E402
+from .config import (CONFIG_DIR, Config, config_path, dump_yaml, load_config,  # noqa: E402
+                     to_dict)
+from .errors import ArtsyError, CheckpointError, DataError, RunError  # noqa: E402
+from .data import (build_dataset, class_order,  # noqa: E402
                    task_data_from_config, task_splits)
 from .metrics import Metrics  # noqa: E402
 from .record import FILE as LOG_FILE  # noqa: E402
@@ -47,20 +48,9 @@ KNOWN_SIZES = {"cifar100": (100, 500, 100), "cifar10": (10, 5000, 1000),
                "tinyimagenet": (200, 500, 50)}
 
 
-class RunError(RuntimeError):
-    """A run directory cannot be used (missing config, nothing to resume)."""
-
-
 def bad_input() -> tuple[type[BaseException], ...]:
-    """The errors that are the user's input, reported in one line with exit code 2 (timm is
-    imported only when a run needs it: a dry run stays fast)."""
-    errors = (ConfigError, DataError, RunError, checkpoint.CheckpointError, FileNotFoundError,
-              NotImplementedError)
-    if "artsy.backbones" in sys.modules:
-        from .backbones import CheckpointError, PretrainedWeightsUnavailable
-
-        errors += (CheckpointError, PretrainedWeightsUnavailable)
-    return errors
+    """The errors that are the user's input, reported in one line with exit code 2."""
+    return (ArtsyError, FileNotFoundError, NotImplementedError)
 
 
 def one_line(e: BaseException) -> str:
@@ -254,7 +244,7 @@ def resume_run(run_dir: Path, stop_after: Optional[int]) -> Path:
         try:
             learner.load(increments, state["learner"])
         except (ValueError, KeyError, RuntimeError) as e:
-            raise checkpoint.CheckpointError(f"cannot resume from {run_dir}: {one_line(e)}") from e
+            raise CheckpointError(f"cannot resume from {run_dir}: {one_line(e)}") from e
         metrics = Metrics.from_dict(state["metrics"])
         start, step_offset = last + 1, state["step_offset"]
     log.truncate(start)  # drop what a crash between the log write and the checkpoint left

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from artsy.metrics import fmt as f
 from artsy.synapses import GATES
-from synsim.io import write_json
+from synsim.files import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 

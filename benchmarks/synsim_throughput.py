@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synsim import io
+from synsim import files
 from synsim.backend import Backend
 from synsim.model import Circuit, Stimulus
 from synsim.params import ModelParams
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
         print(f"N={n}: {s['best_synsim_float64']} is {s['speedup_vs_cpp_standalone']:.2f}x "
               "Brian2 cpp_standalone")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    io.write_json(args.out, results)
+    files.write_json(args.out, results)
     print(f"wrote {args.out}")
     return 0
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io, kinetics, protocols
+from . import files, kinetics, protocols
 from .model import Circuit, Stimulus
 from .params import ModelParams
 from .simulate import RECORDABLE, simulate
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     text = json.dumps(report, indent=1, default=float)
     print(text)
     if args.out:
-        io.write_json(args.out, report)
+        files.write_json(args.out, report)
     print(f"crosscheck {'passed' if ok else 'FAILED'}", file=sys.stderr)
     return 0 if ok else 1
 

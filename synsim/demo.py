@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import figures, io, protocols
+from . import figures, files, io, protocols
 
 
 def run_receptor_experiments(out_dir: Path, quick: bool = False) -> dict:
@@ -87,7 +87,7 @@ def run_receptor_experiments(out_dir: Path, quick: bool = False) -> dict:
     summary["figures"] = sorted(written)
     timings["figures"] = time.perf_counter() - t0
     summary["wall_time_s"] = {k: round(v, 2) for k, v in timings.items()}
-    io.write_json(out_dir / "summary.json", summary)
+    files.write_json(out_dir / "summary.json", summary)
     return summary
 
 

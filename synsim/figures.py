@@ -55,11 +55,11 @@ def label(da: xr.DataArray, name: str | None = None) -> str:
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     """Write the figure in every format, each atomically."""
-    from . import io
+    from . import files
 
     paths = []
     for ext in FORMATS:
-        with io.atomic_path(out_dir / f"{name}.{ext}") as tmp:
+        with files.atomic_path(out_dir / f"{name}.{ext}") as tmp:
             fig.savefig(tmp, format=ext, dpi=300 if ext == "png" else None)
         paths.append(out_dir / f"{name}.{ext}")
     return paths

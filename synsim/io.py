@@ -1,7 +1,8 @@
-"""The synapse-state schema (shared by simulator and learner) and netCDF save / load / append.
+"""The simulator's variable schema (units, long names) and netCDF save / load / append.
 
-Variable names, units and long names follow architecture.md and synsim-model.md §10.2 (CF
-conventions, UDUNITS strings). Files are written atomically: to a temporary file beside the target,
+Variable names, units and long names are the simulator's own (CF conventions, UDUNITS strings);
+a caller with names of its own passes them to `annotate` as a vocabulary. Files are written
+atomically (synsim.files): to a temporary file beside the target,
 then renamed, so an interrupted write never damages what was already there. `append` grows a file
 along one dimension by streaming a copy on disk and writing only the new slab with netCDF4, never
 loading the existing content into memory.
@@ -9,16 +10,15 @@ loading the existing content into memory.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Mapping, Optional
 
 import numpy as np
 import xarray as xr
+
+from .files import atomic_path
 
 CONVENTIONS = "CF-1.10"
 ENGINE = "netcdf4"
@@ -26,7 +26,6 @@ ENGINE = "netcdf4"
 # name -> (units, long_name)
 VARIABLES: dict[str, tuple[str, str]] = {
     "time": ("ms", "simulation time"),
-    "step": ("1", "global presentation index"),
     "pre": ("1", "presynaptic release probability"),
     "depolarisation": ("1", "postsynaptic depolarisation"),
     "mg_block": ("1", "NMDA Mg2+ block (unblocked fraction)"),
@@ -54,22 +53,19 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "release_time": ("ms", "presynaptic release time"),
     "release_source": ("1", "source (presynaptic trace set) that released"),
     "release_amplitude": ("1", "release amplitude (1 = one full release)"),
-    "task": ("1", "task being learned"),
-    "synapse_task": ("1", "task of the synapse's sub-network"),
-    "gate_open_rate": ("1", "share of inputs for which the gate is open"),
-    "gate_score": ("1", "mean soft gate score c_t = sigmoid(S_t(h0))"),
-    "K_eff": ("1", "calibrated peak calcium per release at B = 1 (K * gain_t)"),
-    "calibrated_open_rate": ("1", "share of the synapse's own-task training inputs that open it"),
-    "after_task": ("1", "evaluation after learning this task"),
-    "input_task": ("1", "task the evaluated inputs belong to"),
 }
 
 
-def annotate(ds: xr.Dataset, **global_attrs) -> xr.Dataset:
-    """Attach units/long_name to every known variable and coordinate, plus global attributes."""
+def annotate(ds: xr.Dataset, vocabulary: Optional[Mapping[str, tuple[str, str]]] = None,
+             **global_attrs) -> xr.Dataset:
+    """Attach units/long_name to every known variable and coordinate, plus global attributes.
+
+    `vocabulary` adds a caller's own names (e.g. a learner's log) to the simulator's VARIABLES.
+    """
+    known = {**VARIABLES, **(vocabulary or {})}
     for name in list(ds.variables):
-        if name in VARIABLES:
-            units, long_name = VARIABLES[name]
+        if name in known:
+            units, long_name = known[name]
             ds[name].attrs.setdefault("units", units)
             ds[name].attrs.setdefault("long_name", long_name)
     ds.attrs.setdefault("Conventions", CONVENTIONS)
@@ -106,40 +102,6 @@ def _encodable(ds: xr.Dataset) -> xr.Dataset:
     for name in ds.variables:
         ds[name].attrs = {k: _netcdf_attr(v) for k, v in ds[name].attrs.items() if v is not None}
     return ds
-
-
-@contextlib.contextmanager
-def atomic_path(path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` to write; on success it replaces `path` (mode 0644).
-
-    The temporary file is on the same filesystem, so the rename is atomic: a reader, or a run
-    resumed after a crash, sees the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb") as f:  # on disk before the rename: survives an OS crash too
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def write_text(path, text: str) -> Path:
-    """Write a text file atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
-
-
-def write_json(path, data) -> Path:
-    """Write JSON atomically."""
-    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def save(ds: xr.Dataset, path, unlimited_dims=()) -> Path:

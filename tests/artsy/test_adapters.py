@@ -20,7 +20,7 @@ from artsy.adapters import (
     count_parameters,
 )
 from artsy.backbones import build_backbone, forward_features
-from adapter_contract import (check_dropout_only_in_train_mode_and_the_current_set,
+from .adapter_contract import (check_dropout_only_in_train_mode_and_the_current_set,
                               check_each_forward_uses_only_the_chosen_set,
                               check_gradients_reach_the_current_set_only, perturb)
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from artsy import data as D
 from artsy.data import DataError, build_dataset, load_cifar10, load_digits
-from cifar_fixtures import CIFAR10_NAMES, check_plane_order, one_line, write_cifar10
+from .cifar_fixtures import CIFAR10_NAMES, check_plane_order, one_line, write_cifar10
 
 @pytest.fixture(scope="module")
 def cifar10(tmp_path_factory):

@@ -19,7 +19,7 @@ from artsy.run import main, resolve_path
 from synsim import io
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VARIANTS = {"none": [], "mlp": [], "ngai": [], "oracle": [],
             "gaussian": ["synapse.gate=mlp", "synapse.negatives=gaussian"],
             "exemplarfree": ["synapse.gate=ngai", "synapse.negatives=gaussian",

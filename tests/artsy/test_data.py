@@ -19,10 +19,10 @@ from artsy.data import (DataError, TaskData, build_dataset, class_order, load_ci
                         load_image_folder, load_synthetic, load_tinyimagenet, remap_labels,
                         task_splits, eval_transform, train_transform, unpack_archive)
 
-from cifar_fixtures import (COARSE, FINE, check_plane_order, one_line,  # noqa: E402
+from .cifar_fixtures import (COARSE, FINE, check_plane_order, one_line,  # noqa: E402
                             write_cifar100)
 
-CIFAR10_ARCHIVE = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpg.tar.gz"
+CIFAR10_ARCHIVE = Path(__file__).resolve().parents[3] / "shared/data/cifar10-jpg.tar.gz"
 
 WNIDS = ["n01641577", "n01443537", "n01629819"]  # wnids.txt order; labels follow sorted order
 

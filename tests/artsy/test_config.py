@@ -49,7 +49,7 @@ def test_defaults_follow_method_md():
 
 
 def test_config_dir_is_the_repo_configs_folder():
-    assert C.CONFIG_DIR == Path(__file__).resolve().parents[1] / "configs"
+    assert C.CONFIG_DIR == Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_load_by_path_fills_defaults():

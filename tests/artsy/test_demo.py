@@ -9,7 +9,7 @@ import pytest
 from artsy import demo
 from synsim import io
 
-ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
+ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 
 @pytest.mark.skipif(not ARCHIVE.exists(), reason=f"{ARCHIVE} is absent (the offline CIFAR-10 "

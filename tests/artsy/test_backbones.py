@@ -12,7 +12,7 @@ import torch
 
 from artsy import backbones
 from artsy.backbones import (
-    CheckpointError,
+    WeightsError,
     PretrainedWeightsUnavailable,
     build_backbone,
     feature_dim,
@@ -101,12 +101,12 @@ def test_checkpoint_keys_are_checked_strictly(tmp_path):
     missing = dict(state)
     missing.pop("norm.weight")
     torch.save(missing, tmp_path / "missing.pth")
-    with pytest.raises(CheckpointError, match="1 missing keys \\['norm.weight'\\]"):
+    with pytest.raises(WeightsError, match="1 missing keys \\['norm.weight'\\]"):
         build_backbone("vit_tiny_patch16_224", checkpoint=tmp_path / "missing.pth", **TINY)
     torch.save({**state, "extra.weight": torch.zeros(1)}, tmp_path / "extra.pth")
-    with pytest.raises(CheckpointError, match="unexpected keys \\['extra.weight'\\]"):
+    with pytest.raises(WeightsError, match="unexpected keys \\['extra.weight'\\]"):
         build_backbone("vit_tiny_patch16_224", checkpoint=tmp_path / "extra.pth", **TINY)
-    with pytest.raises(CheckpointError, match="does not fit"):  # wrong width
+    with pytest.raises(WeightsError, match="does not fit"):  # wrong width
         wider = {**TINY, "embed_dim": 64}
         build_backbone("vit_tiny_patch16_224", checkpoint=tmp_path / "extra.pth", **wider)
 

@@ -1,0 +1,49 @@
+"""Generic file helpers: atomic writes of any file, text and JSON.
+
+Every output of both packages goes through `atomic_path`: the new content is written to a
+temporary file beside the target and renamed over it, so a reader, or a run resumed after a crash,
+sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on success it replaces `path` (mode 0644).
+
+    The temporary file is on the same filesystem, so the rename is atomic: a reader, or a run
+    resumed after a crash, sees the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as f:  # on disk before the rename: survives an OS crash too
+            os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path, data) -> Path:
+    """Write JSON atomically."""
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
