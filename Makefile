@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test bench crosscheck clean-venv
+.PHONY: demo test test-fast bench crosscheck clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# everything but the tests marked slow (end-to-end runs, compiled Brian2 targets, notebooks)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 crosscheck: $(STAMP)
 	$(PY) -m synsim.crosscheck

@@ -20,14 +20,14 @@ import torch
 from synsim.files import atomic_path
 
 from .errors import CheckpointError
+from .rundir import RunDir
 
-FOLDER = "checkpoints"
 FORMAT = 1
 _NAME = re.compile(r"task_(\d+)\.pt")
 
 
 def checkpoint_path(run_dir: Union[str, os.PathLike], task: int) -> Path:
-    return Path(run_dir) / FOLDER / f"task_{task:02d}.pt"
+    return RunDir(run_dir).checkpoint(task)
 
 
 def save(run_dir: Union[str, os.PathLike], task: int, increment: dict, state: dict) -> Path:
@@ -40,7 +40,7 @@ def save(run_dir: Union[str, os.PathLike], task: int, increment: dict, state: di
 
 def last_task(run_dir: Union[str, os.PathLike]) -> Optional[int]:
     """The last task t such that the checkpoints of tasks 0..t all exist (None if none)."""
-    folder = Path(run_dir) / FOLDER
+    folder = RunDir(run_dir).checkpoints
     done = {int(m.group(1)) for p in folder.glob("task_*.pt") if (m := _NAME.fullmatch(p.name))}
     t = -1
     while t + 1 in done:
@@ -67,7 +67,7 @@ def load(run_dir: Union[str, os.PathLike], task: int) -> tuple[list[dict], dict]
 
 def remove_after(run_dir: Union[str, os.PathLike], task: int) -> None:
     """Delete checkpoints of tasks > `task` (left by a crash that broke the chain before them)."""
-    for p in (Path(run_dir) / FOLDER).glob("task_*.pt"):
+    for p in RunDir(run_dir).checkpoints.glob("task_*.pt"):
         m = _NAME.fullmatch(p.name)
         if m and int(m.group(1)) > task:
             p.unlink()

@@ -16,8 +16,10 @@ import re
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+from typing import (TYPE_CHECKING, Any, Literal, Optional, Union, get_args, get_origin,
+                    get_type_hints)
 
 import yaml
 
@@ -25,7 +27,25 @@ from synsim.files import write_text
 
 from .errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+# The named configs ship inside the package (package data), so `python -m artsy.run cifar100`
+# works from any directory after a plain `pip install`, editable or not.
+CONFIG_DIR = resources.files(__package__) / "configs"
+
+
+def config_names() -> list[str]:
+    """The names `load_config` accepts without a path: the package's configs/*.yaml."""
+    return sorted(p.name.removesuffix(".yaml") for p in CONFIG_DIR.iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def source_checkout() -> Optional[Path]:
+    """The source tree this package runs from (a folder with pyproject.toml above artsy/), or
+    None when it is installed; relative data paths may also resolve against it."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() else None
 
 
 def _f(default: Any, lo: Optional[float] = None, hi: Optional[float] = None) -> Any:
@@ -47,8 +67,7 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    name: Literal["cifar100", "cifar10", "tinyimagenet", "imagefolder", "synthetic",
-                  "digits"] = "cifar100"
+    name: str = "cifar100"  # a key of artsy.data.DATASETS, checked at load time
     root: Optional[str] = "data"  # folder or .tar.gz; unused for synthetic and digits
     image_size: int = _f(224, 1)
     init_cls: int = _f(10, 1)  # CIFAR-100 B0 Inc10, Artsy's "10 steps"
@@ -104,7 +123,7 @@ class NgaiConfig:
     prototype_temperature: float = _f(0.1, 0.0)  # softmax over prototype similarities
     target_open_rate: float = _f(0.9, 0.0, 1.0)  # calibration: share of own inputs that open
     calibrate: bool = True
-    delta_ms: Optional[float] = _f(42.4, 0.0)  # presentation window; null: calcium peak time
+    delta_ms: Optional[float] = _f(None, 0.0)  # presentation window; null: calcium peak time
     v_rest_mV: float = -70.0
     dv_mV: float = 70.0
     carry_over: bool = True
@@ -112,7 +131,7 @@ class NgaiConfig:
 
 @dataclass
 class SynapseConfig:
-    gate: Literal["ngai", "none", "mlp", "oracle"] = "ngai"
+    gate: str = "ngai"  # a name in artsy.gates.GATES, checked in _check_consistency
     hidden: int = _f(256, 1)
     epochs: int = _f(2, 0)
     lr: float = _f(1e-3, 0.0)
@@ -121,7 +140,6 @@ class SynapseConfig:
     negatives: Literal["cache", "gaussian"] = "cache"
     retrain: Literal["all", "new_only"] = "all"
     fallback: Literal["argmax", "none"] = "argmax"
-    input: Literal["h0", "own"] = "h0"
     # synapse log: record every k-th training presentation; null: k = ceil(N_t / 500), so that
     # each task adds at most ~500 rows to synapses.nc
     record_every: Optional[int] = _f(None, 1)
@@ -133,7 +151,6 @@ class PrototypeConfig:
     alpha: float = _f(0.1, 0.0)
     divide_alpha_by_tasks: bool = True  # EASE's code divides by T; the paper does not
     beta: float = _f(0.0, 0.0)
-    fusion: Literal["concat", "additive"] = "concat"
 
 
 @dataclass
@@ -161,8 +178,9 @@ class Config:
 # Loading and overrides
 
 
-def config_path(name_or_path: Union[str, os.PathLike]) -> Path:
-    """A file, or a name with .yaml/.yml or a slash, is a path; otherwise configs/NAME.yaml."""
+def config_path(name_or_path: Union[str, os.PathLike]) -> Union[Path, Traversable]:
+    """A file, or a name with .yaml/.yml or a slash, is a path; otherwise the package's
+    configs/NAME.yaml."""
     p = Path(name_or_path).expanduser()
     if p.is_file() or p.suffix in (".yaml", ".yml") or len(p.parts) > 1:
         if not p.is_file():
@@ -170,15 +188,14 @@ def config_path(name_or_path: Union[str, os.PathLike]) -> Path:
         return p
     named = CONFIG_DIR / f"{p}.yaml"
     if not named.is_file():
-        known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
         raise ConfigError(f"no config named {str(name_or_path)!r}: expected {named} (available: "
-                          f"{', '.join(known) or 'none'}), or pass a path to a YAML file")
+                          f"{', '.join(config_names()) or 'none'}), or pass a path to a YAML file")
     return named
 
 
 def load_config(name_or_path: Union[str, os.PathLike],
                 overrides: Sequence[str] = ()) -> Config:
-    """Load configs/NAME.yaml or a YAML path, then apply `key.sub=value` overrides in order."""
+    """Load the package's configs/NAME.yaml or a YAML path, then apply `key.sub=value` overrides in order."""
     path = config_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -379,6 +396,9 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 def _check_consistency(cfg: Config) -> None:
     """Rules that tie several fields together."""
+    from .gates import gate_class  # here: artsy.gates imports this module
+
+    gate_class(cfg.synapse.gate).check_config(cfg.synapse)
     d = cfg.data
     if not _DEVICE.fullmatch(cfg.train.device):
         raise ConfigError(f"config key 'train.device': expected auto, cpu, cuda, cuda:N or mps, "
@@ -386,13 +406,9 @@ def _check_consistency(cfg: Config) -> None:
     if isinstance(d.class_order, list) and sorted(d.class_order) != list(range(len(d.class_order))):
         raise ConfigError(f"config key 'data.class_order': a list must be a permutation of "
                           f"0..{len(d.class_order) - 1}")
-    if d.name == "tinyimagenet":
-        if d.tiny_protocol == "b100" and d.init_cls != 100:
-            raise ConfigError(f"data.tiny_protocol='b100' needs data.init_cls=100 (got "
-                              f"{d.init_cls}); use tiny_protocol='b0' for equal tasks")
-        if d.tiny_protocol == "b0" and d.init_cls != d.increment:
-            raise ConfigError(f"data.tiny_protocol='b0' needs data.init_cls == data.increment (got "
-                              f"{d.init_cls} and {d.increment})")
+    from .data.registry import check_data_config  # here: artsy.data must not import config
+
+    check_data_config(d)  # data.name, and its dataset's own rules (e.g. tinyimagenet's protocol)
     if not cfg.seeds:
         raise ConfigError("config key 'seeds': expected a non-empty list of integers")
 

@@ -15,20 +15,23 @@ It ends by printing where everything is and the Avg/Last table of the gates it r
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
 
+# Idle OpenMP threads sleep instead of spinning on a shared CPU (environment.md §8.3)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from synsim import demo as receptor_demo
 from synsim import files
 
-from . import figures
-from .config import load_config
-from .run import main as run_main
-from .run import resolve_path
+from . import figures  # noqa: E402
+from .config import DataConfig, load_config  # noqa: E402
+from .errors import ArtsyError, DataError, one_line  # noqa: E402
+from .runner import RunResult, resolve_path, start_run  # noqa: E402
 
-GATES = ("ngai", "none")
+DEMO_GATES = ("ngai", "none")  # the demo's choice among artsy.gates.GATES
 CIFAR10_CACHE = Path.home() / ".cache" / "artsy" / "cifar10"
 QUICK = ["data.max_per_class_train=16", "data.max_per_class_test=8", "train.epochs=1",
          "data.image_size=32"]
@@ -40,11 +43,11 @@ def data_overrides() -> tuple[list[str], str]:
     root = resolve_path(cfg.data.root)
     if root and Path(root).exists():
         return [], f"CIFAR-10 JPEGs from {root}"
-    from .data import DataError, build_dataset
+    from .data import load_source
 
     try:
-        build_dataset("cifar10", CIFAR10_CACHE, download=True, max_per_class_train=1,
-                      max_per_class_test=1)
+        load_source(DataConfig(name="cifar10", root=str(CIFAR10_CACHE), download=True,
+                               max_per_class_train=1, max_per_class_test=1))
         return (["data.name=cifar10", f"data.root={CIFAR10_CACHE}", "data.download=true"],
                 f"torchvision CIFAR-10 in {CIFAR10_CACHE} ({root} not found)")
     except (DataError, OSError, RuntimeError) as err:
@@ -53,22 +56,21 @@ def data_overrides() -> tuple[list[str], str]:
         return ["data.name=digits"], "scikit-learn digits (no CIFAR-10 here)"
 
 
-def run_gates(out_dir: Path, overrides: list[str]) -> dict[str, Path]:
+def run_gates(out_dir: Path, overrides: list[str]) -> dict[str, RunResult]:
+    """One run of configs/demo.yaml per gate, through the Python API."""
     runs = {}
-    for gate in GATES:
-        code = run_main(["demo", f"run.out_dir={out_dir}", f"run.name={gate}",
-                         f"synapse.gate={gate}", *overrides])
-        if code != 0:
-            raise SystemExit(code)
-        runs[gate] = sorted(out_dir.glob(f"{gate}-*"))[-1]
+    for gate in DEMO_GATES:
+        cfg = load_config("demo", [f"run.out_dir={out_dir}", f"run.name={gate}",
+                                   f"synapse.gate={gate}", *overrides])
+        runs[gate] = start_run(cfg)
     return runs
 
 
-def gate_table(runs: dict[str, Path]) -> str:
+def gate_table(runs: dict[str, RunResult]) -> str:
     lines = [f"{'gate':<6} {'Avg':>6} {'Last':>6} {'forget':>7} {'gate acc':>9} "
              f"{'open':>5} {'eval passes':>18}"]
-    for gate, run_dir in runs.items():
-        m = json.loads((run_dir / "metrics.json").read_text())
+    for gate, result in runs.items():
+        m = result.metrics.summary()
         lines.append(f"{gate:<6} {m['avg']:6.2f} {m['last']:6.2f} {m['forgetting']:7.2f} "
                      f"{m['mean_gate_accuracy']:9.2f} {m['mean_open_gates']:5.2f} "
                      f"{m['eval_forward_passes']:>8} / {m['ease_eval_forward_passes']:<8}")
@@ -90,20 +92,26 @@ def main(argv=None) -> int:
     receptor_demo.print_summary(summary, out / "receptors")
 
     print("\n== 2/3 continual learning: EfficientNet-Lite0 + adapters, gates "
-          f"{', '.join(GATES)}", flush=True)
+          f"{', '.join(DEMO_GATES)}", flush=True)
     overrides, source = data_overrides()
     print(f"images: {source}", flush=True)
-    runs = run_gates(out / "runs", overrides + (QUICK if args.quick else []))
+    try:
+        runs = run_gates(out / "runs", overrides + (QUICK if args.quick else []))
+    except ArtsyError as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    run_dirs = {gate: r.run_dir.path for gate, r in runs.items()}
 
     print("\n== 3/3 figures", flush=True)
-    written = figures.make_all(list(runs.values()), out / "figures")
+    written = figures.make_all(list(run_dirs.values()), out / "figures")
     minutes = (time.perf_counter() - t0) / 60
-    files.write_json(out / "demo.json", {"images": source, "runs": {g: str(p) for g, p in runs.items()},
-                                      "figures": written, "wall_time_min": round(minutes, 2)})
+    files.write_json(out / "demo.json", {
+        "images": source, "runs": {g: str(p) for g, p in run_dirs.items()}, "figures": written,
+        "wall_time_min": round(minutes, 2)})
     print(f"\ndemo finished in {minutes:.1f} min; everything is in {out}/")
     print(f"  receptor datasets, figures and summary: {out / 'receptors'}/")
     print(f"  learner runs (config, metrics, synapses.nc, checkpoints): "
-          f"{', '.join(str(p) for p in runs.values())}")
+          f"{', '.join(str(p) for p in run_dirs.values())}")
     print(f"  run figures: {out / 'figures'}/ ({', '.join(sorted(written))})")
     print(f"\nimages: {source}\n{gate_table(runs)}")
     return 0

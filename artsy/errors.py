@@ -5,6 +5,11 @@ is a bug and keeps its traceback. Each message says what is wrong and how to fix
 """
 
 
+def one_line(e: BaseException) -> str:
+    """An error's message on one line (what the CLIs print)."""
+    return " ".join(str(e).split())
+
+
 class ArtsyError(Exception):
     """Bad input (config, data, run directory, weights): reported in one line, exit code 2."""
 

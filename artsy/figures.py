@@ -21,15 +21,18 @@ import xarray as xr
 from synsim import figures as sf
 from synsim import io
 
+from .errors import ArtsyError, RunError, one_line
+from .rundir import RunDir
+
 
 def load_run(run_dir: Path) -> tuple[dict, xr.Dataset | None]:
     """(metrics.json as a dict, synapses.nc or None) of a run directory."""
-    metrics_path = Path(run_dir) / "metrics.json"
-    if not metrics_path.exists():
-        raise FileNotFoundError(f"{metrics_path} does not exist: expected a run directory written "
-                                "by python -m artsy.run")
-    metrics = json.loads(metrics_path.read_text())
-    log = Path(run_dir) / "synapses.nc"
+    run_dir = RunDir(run_dir)
+    if not run_dir.metrics_json.exists():
+        raise RunError(f"{run_dir.metrics_json} does not exist: expected a run directory written "
+                       "by python -m artsy.run")
+    metrics = json.loads(run_dir.metrics_json.read_text())
+    log = run_dir.synapse_log
     return metrics, (io.load(log) if log.exists() else None)
 
 
@@ -102,7 +105,8 @@ def make_all(run_dirs, out_dir: Path) -> dict:
         tag = re.sub(r"[^\w.-]+", "_", name).strip("_")  # "ngai", or "ngai_<run dir>" if repeated
         jobs[f"gate_open_rate_{tag}"] = lambda log=log, name=name: fig_gate_open_rates(log, name)
         if np.isfinite(log.ampa.values).any():
-            jobs[f"synapse_trajectories_{tag}"] = lambda log=log: sf.fig_trajectories(log)
+            jobs[f"synapse_trajectories_{tag}"] = lambda log=log: sf.fig_trajectories(
+                log, along="step", boundaries="task")
     written = {}
     for fig_name, job in jobs.items():
         fig, _ = job()
@@ -119,8 +123,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         written = make_all(args.run_dirs, args.out or args.run_dirs[0] / "figures")
-    except FileNotFoundError as err:
-        print(err, file=sys.stderr)
+    except (ArtsyError, FileNotFoundError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     for name, paths in written.items():
         print(f"{name}: {', '.join(paths)}")

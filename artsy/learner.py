@@ -4,7 +4,7 @@ Per task t (`learn_task`): a new adapter set E_t trained with a temporary cosine
 task's classes (EASE §5.1), then frozen; one pass over the task's training images with the eval
 transform gives h0 = E_0(x) for the synapses and the class means of the new classes in every
 subspace (§5.2), after which the old classes' prototypes are completed (§5.3); then the synapses
-are trained, calibrated and consolidated (`artsy.synapses`). Prediction (`evaluate`): gated
+are trained, calibrated and consolidated (`artsy.gates`). Prediction (`evaluate`): gated
 concatenation with EASE's reweighted cosine logits (§5.4); a closed gate skips its sub-network's
 forward pass: E_t runs only on the inputs whose gate t is open.
 
@@ -34,7 +34,7 @@ from .config import Config, ConfigError
 from .data import TaskData
 from .metrics import EvalResult
 from .prototypes import PrototypeBank, class_means, class_task_index, reweighted_cosine_logits
-from .synapses import make_gates
+from .gates import GateInputs, make_gates
 
 STAGES = ("backbone", "adapter", "synapses", "consolidate")
 
@@ -55,14 +55,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"config key 'train.device': {name!r} but MPS is not available here")
     return device
-
-
-def check_supported(cfg: Config) -> None:
-    """Raise a one-line NotImplementedError for config switches this learner does not implement
-    (the gates check their own switches in `make_gates`)."""
-    if cfg.prototypes.fusion != "concat":
-        raise NotImplementedError("prototypes.fusion='additive' (A3) is not implemented; use "
-                                  "prototypes.fusion='concat' (EASE's gated concatenation)")
 
 
 class CosineLinear(nn.Module):
@@ -95,7 +87,6 @@ class Learner:
     """EASE + gates on a frozen backbone; `learn_task(t)` then `evaluate(t)`, for t = 0, 1, ..."""
 
     def __init__(self, cfg: Config, data: TaskData, progress: Optional[bool] = None) -> None:
-        check_supported(cfg)
         self.cfg, self.data = cfg, data
         self.device = resolve_device(cfg.train.device)
         self.progress = progress
@@ -155,8 +146,9 @@ class Learner:
         self.gates.add_task(task, h0, labels, own=feats[task])
         calibration = self.gates.fit(task, self.bank, class_task,
                                      task_seed(seed, task, "synapses"))
-        rows = self.gates.consolidate(task, len(labels), h0, feats, self.bank, class_task,
-                                      task_seed(seed, task, "consolidate"))
+        inputs = GateInputs(h0=h0, own=feats, bank=self.bank, class_task=class_task,
+                            batch=len(labels))
+        rows = self.gates.consolidate(task, inputs, task_seed(seed, task, "consolidate"))
         return TaskResult(task, time.perf_counter() - start, passes, len(labels), calibration,
                           rows)
 
@@ -240,8 +232,9 @@ class Learner:
                 if self.gates.needs_own:  # the gate reads every sub-network: no pass is skipped
                     own = [self.net(x, task=i) for i in range(n_seen)]
                     subnet_passes += len(y) * n_seen
-                d = self.gates.decide(n_seen, h0=h0, task_ids=task_ids, own=own, bank=self.bank,
-                                      class_task=class_task, batch=len(y))
+                d = self.gates.decide(n_seen, GateInputs(h0=h0, task_ids=task_ids, own=own,
+                                                         bank=self.bank, class_task=class_task,
+                                                         batch=len(y)))
                 feats = own if own is not None else []
                 for i in range(n_seen if own is None else 0):
                     rows = d.open[:, i].to(self.device)

@@ -17,14 +17,14 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from synsim.files import write_text
 
-JSON_FILE, CSV_FILE = "metrics.json", "metrics.csv"
+from .rundir import RunDir
+
 TIMING_KEYS = ("train_time_s", "eval_time_s")  # the only fields a resumed run may change
 CSV_COLUMNS = ("task", "classes_seen", "n_test", "accuracy", "old_accuracy", "new_accuracy",
                "gate_accuracy", "mean_open_gates", "task_id_accuracy", "oracle_task_accuracy",
@@ -184,15 +184,15 @@ class Metrics:
 
     def save(self, run_dir: Union[str, os.PathLike]) -> None:
         """metrics.json and metrics.csv (one row per task), each written atomically."""
-        run_dir = Path(run_dir)
-        write_text(run_dir / JSON_FILE, json.dumps(self.to_dict(), indent=1) + "\n")
+        run_dir = RunDir(run_dir)
+        write_text(run_dir.metrics_json, json.dumps(self.to_dict(), indent=1) + "\n")
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for r in self.rows:
             writer.writerow({k: ("" if isinstance(r[k], float) and math.isnan(r[k]) else r[k])
                              for k in CSV_COLUMNS})
-        write_text(run_dir / CSV_FILE, out.getvalue())
+        write_text(run_dir.metrics_csv, out.getvalue())
 
 
 def without_timings(d: dict) -> dict:

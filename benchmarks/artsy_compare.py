@@ -1,7 +1,8 @@
 """The four gates on one setting: Avg, Last, forgetting, gate accuracy, open gates, forward passes,
 training and inference time, peak memory; writes JSON and prints a table.
 
-Each gate is its own `python -m artsy.run` process (same config, overrides and seed), so the peak
+Each gate is its own process (this script with `--child`, which calls `artsy.runner.start_run`; same
+config, overrides and seed), so the peak
 memory is that process's maximum resident set size (`os.wait4` rusage `ru_maxrss`, KiB on
 Linux: the whole process, torch included, not a tracemalloc count of Python objects). Training and
 inference times are the runs' own per-task wall times summed (metrics.json); the run's total wall
@@ -32,18 +33,30 @@ import sys
 import time
 from pathlib import Path
 
+from artsy.gates import GATES
 from artsy.metrics import fmt as f
-from artsy.synapses import GATES
+from artsy.rundir import RunDir
 from synsim.files import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+def child(config: str, overrides: list[str], answer: Path) -> int:
+    """The measured process: one run through the Python API; writes its run directory to `answer`."""
+    from artsy.config import load_config
+    from artsy.runner import start_run
+
+    result = start_run(load_config(config, overrides), progress=False)
+    answer.write_text(str(result.run_dir))
+    return 0
+
+
 def run_gate(config: str, gate: str, overrides: list[str], out_dir: Path) -> dict:
-    """One `python -m artsy.run` process; its metrics summary, wall time and peak RSS."""
+    """One child process; its metrics summary, wall time and peak RSS."""
     name = f"{Path(config).stem}-{gate}"
-    cmd = [sys.executable, "-m", "artsy.run", config, f"synapse.gate={gate}", f"run.name={name}",
-           f"run.out_dir={out_dir}", *overrides]
+    answer = out_dir / f"{name}.run_dir"
+    cmd = [sys.executable, __file__, "--child", str(answer), "--config", config,
+           f"synapse.gate={gate}", f"run.name={name}", f"run.out_dir={out_dir}", *overrides]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     log = out_dir / f"{name}.log"
     start = time.perf_counter()
@@ -55,9 +68,9 @@ def run_gate(config: str, gate: str, overrides: list[str], out_dir: Path) -> dic
     if code != 0:
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise SystemExit(f"gate {gate} failed (exit {code}): {tail[0]}; see {log}")
-    (run_dir,) = sorted(out_dir.glob(f"{name}-*/metrics.json"))[-1:]
-    m = json.loads(run_dir.read_text())
-    return {"gate": gate, "run_dir": str(run_dir.parent), "avg": m["avg"], "last": m["last"],
+    run_dir = RunDir(answer.read_text())
+    m = json.loads(run_dir.metrics_json.read_text())
+    return {"gate": gate, "run_dir": str(run_dir), "avg": m["avg"], "last": m["last"],
             "forgetting": m["forgetting"], "gate_accuracy": m["mean_gate_accuracy"],
             "final_gate_accuracy": m["tasks"][-1]["gate_accuracy"],
             "mean_open_gates": m["mean_open_gates"], "train_time_s": m["train_time_s"],
@@ -89,8 +102,11 @@ def main(argv=None) -> int:
     p.add_argument("--gates", default=",".join(GATES), help="comma-separated gates to compare")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON file (default benchmarks/results/artsy_compare-<config>.json)")
+    p.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one measured run
     p.add_argument("overrides", nargs="*", help="config overrides for every gate, key=value")
     args = p.parse_args(argv)
+    if args.child:
+        return child(args.config, args.overrides, args.child)
     gates = [g.strip() for g in args.gates.split(",") if g.strip()]
     if unknown := [g for g in gates if g not in GATES]:
         p.error(f"unknown gates {unknown}: choose from {', '.join(GATES)}")

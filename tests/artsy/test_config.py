@@ -36,20 +36,21 @@ def test_defaults_follow_method_md():
     s = c.synapse
     assert (s.gate, s.hidden, s.epochs, s.lr, s.batch_size, s.thr) == (
         "ngai", 256, 2, 1e-3, 256, 0.5)
-    assert (s.negatives, s.retrain, s.fallback, s.input) == ("cache", "all", "argmax", "h0")
+    assert (s.negatives, s.retrain, s.fallback) == ("cache", "all", "argmax")
     assert s.record_every is None  # the synapse log keeps at most ~500 rows per task
     assert (s.ngai.depolarisation, s.ngai.target_open_rate, s.ngai.delta_ms) == (
-        "prototype_share", 0.9, 42.4)
+        "prototype_share", 0.9, None)  # None: the rule's own window, the calcium peak time
     p = c.prototypes
-    assert (p.alpha, p.divide_alpha_by_tasks, p.beta, p.fusion) == (0.1, True, 0.0, "concat")
+    assert (p.alpha, p.divide_alpha_by_tasks, p.beta) == (0.1, True, 0.0)
     assert (c.run.out_dir, c.run.seed, c.run.eval_batch_size, c.run.save_checkpoints) == (
         "runs", 1993, 128, True)
     assert c.seeds == [1993, 1994, 1995]
     assert from_dict({}) == c and from_dict(None) == c
 
 
-def test_config_dir_is_the_repo_configs_folder():
-    assert C.CONFIG_DIR == Path(__file__).resolve().parents[2] / "configs"
+def test_named_configs_are_package_data():
+    assert Path(str(C.CONFIG_DIR)) == Path(__file__).resolve().parents[2] / "artsy" / "configs"
+    assert {"cifar100", "demo", "tiny-synthetic"} <= set(C.config_names())
 
 
 def test_load_by_path_fills_defaults():
@@ -59,7 +60,7 @@ def test_load_by_path_fills_defaults():
     assert c.backbone.pretrained is False and c.backbone.model_kwargs["embed_dim"] == 48
     assert c.train.epochs == 1 and c.train.lr == 1e-3 and isinstance(c.train.lr, float)
     assert c.train.batch_size == 48 and c.synapse.gate == "mlp"
-    assert c.synapse.ngai.target_open_rate == 0.8 and c.synapse.ngai.delta_ms == 42.4
+    assert c.synapse.ngai.target_open_rate == 0.8 and c.synapse.ngai.delta_ms is None
     assert c.run.name == "tiny" and c.seeds == [1, 2] and c.adapter == C.AdapterConfig()
     assert load_config(str(FIXTURE)) == c
 
@@ -154,9 +155,7 @@ def test_type_errors_name_key_value_and_type(override, message):
     ("synapse.gate=random", "'ngai', 'none', 'mlp', 'oracle'"),
     ("synapse.negatives=replay", "'cache', 'gaussian'"),
     ("synapse.retrain=old", "'all', 'new_only'"),
-    ("synapse.input=h1", "'h0', 'own'"),
     ("synapse.ngai.depolarisation=spike", "'prototype_share', 'own_prototype'"),
-    ("prototypes.fusion=sum", "'concat', 'additive'"),
     ("data.name=cifar20", "'cifar100', 'cifar10', 'tinyimagenet', 'imagefolder', 'synthetic', "
                           "'digits'"),
     ("data.tiny_protocol=b50", "'b100', 'b0'"),
@@ -233,7 +232,7 @@ def test_yaml_errors_name_the_file(tmp_path):
 def test_dump_and_load_round_trip(tmp_path):
     c = apply_overrides(load_config(FIXTURE), [
         "data.class_order=[5, 4, 3, 2, 1, 0]", "synapse.ngai.delta_ms=null", "train.lr=1e-5",
-        "data.cache_dir=/tmp/c", "prototypes.fusion=additive", "synapse.gate=none",
+        "data.cache_dir=/tmp/c", "synapse.gate=none",
         "train.amp=none"])
     out = dump_yaml(c, tmp_path / "run" / "config.yaml")
     assert out == tmp_path / "run" / "config.yaml"

@@ -12,6 +12,7 @@ from synsim import io
 ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ARCHIVE.exists(), reason=f"{ARCHIVE} is absent (the offline CIFAR-10 "
                     "images ship beside the repository, not in it)")
 def test_quick_demo_writes_everything(tmp_path, capsys):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from artsy import figures
-from artsy.run import main as run_main
+from artsy.config import load_config
+from artsy.runner import start_run
 from synsim import figures as sf
 from synsim import io
 
@@ -14,12 +15,9 @@ from synsim import io
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    dirs = []
-    for gate in ("ngai", "none"):
-        assert run_main(["tiny-synthetic", f"run.out_dir={out}", f"run.name={gate}",
-                         f"synapse.gate={gate}"]) == 0
-        dirs.append(next(out.glob(f"{gate}-*")))
-    return dirs
+    return [start_run(load_config("tiny-synthetic", [f"run.out_dir={out}", f"run.name={gate}",
+                                                     f"synapse.gate={gate}"])).run_dir.path
+            for gate in ("ngai", "none")]
 
 
 def test_run_figures_in_every_format(runs, tmp_path):

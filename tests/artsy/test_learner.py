@@ -1,4 +1,4 @@
-"""artsy.learner: the EASE head, seeding, skipped forward passes of closed gates, fusion switch."""
+"""artsy.learner: the EASE head, seeding, skipped forward passes of closed gates."""
 
 import math
 
@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from artsy.config import load_config
+from artsy.errors import ConfigError
 from artsy.data import task_data_from_config
-from artsy.learner import CosineLinear, Learner, check_supported, task_seed
+from artsy.learner import CosineLinear, Learner, task_seed
 
 torch.set_num_threads(1)
 
@@ -60,7 +61,7 @@ def test_closed_gates_skip_their_forward_passes(gate):
         assert ev.ptm_passes == n and ev.subnet_passes < n_tasks * n
 
 
-def test_additive_fusion_is_refused_clearly():
-    cfg = load_config("tiny-synthetic", ["prototypes.fusion=additive"])
-    with pytest.raises(NotImplementedError, match="fusion='additive'"):
-        check_supported(cfg)
+def test_the_deleted_fusion_switch_is_an_unknown_key():
+    """prototypes.fusion had one working value (EASE's gated concatenation): the key is gone."""
+    with pytest.raises(ConfigError, match="unknown config key 'prototypes.fusion'"):
+        load_config("tiny-synthetic", ["prototypes.fusion=additive"])

@@ -15,7 +15,8 @@ import torch
 from artsy import checkpoint
 from artsy.config import load_config
 from artsy.metrics import without_timings
-from artsy.run import main, resolve_path
+from artsy.run import main
+from artsy.runner import resolve_path
 from synsim import io
 
 torch.set_num_threads(1)
@@ -142,7 +143,7 @@ def test_dry_run_prints_the_ease_order_and_split_without_data():
     (["tiny-synthetic", "synapse.gate=maybe"], "synapse.gate"),
     (["--resume", "/nonexistent/run"], "no config.yaml"),
     (["tiny-synthetic", "--resume", "/nonexistent/run"], "takes no config"),
-    (["tiny-synthetic", "prototypes.fusion=additive"], "fusion='additive'"),
+    (["tiny-synthetic", "prototypes.fusion=additive"], "unknown config key 'prototypes.fusion'"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
     assert main([*args, f"run.out_dir={tmp_path}"] if "--resume" not in args else args) == 2
@@ -153,7 +154,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
 
 def test_relative_roots_resolve_against_the_repo_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert resolve_path("configs") == str(REPO / "configs")
-    (tmp_path / "configs").mkdir()
-    assert resolve_path("configs") == str(tmp_path / "configs")  # the current directory wins
+    assert resolve_path("benchmarks") == str(REPO / "benchmarks")
+    (tmp_path / "benchmarks").mkdir()
+    assert resolve_path("benchmarks") == str(tmp_path / "benchmarks")  # the current directory wins
     assert resolve_path("/abs/path") == "/abs/path" and resolve_path(None) is None

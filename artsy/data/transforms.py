@@ -1,0 +1,40 @@
+"""The shared train and test transforms (EASE: no mean/std normalisation; method.md §3.1, §10).
+
+A dataset with transforms of its own names them in its `DatasetSpec.transforms`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+from torchvision import transforms as T
+
+Normalize = Optional[tuple[Sequence[float], Sequence[float]]]  # (mean, std) or None
+
+
+def train_transform(image_size: int = 224, normalize: Normalize = None):
+    steps = [T.RandomResizedCrop(image_size, scale=(0.05, 1.0), ratio=(3 / 4, 4 / 3)),
+             T.RandomHorizontalFlip(), T.ToTensor()]
+    return T.Compose(steps + _normalize(normalize))
+
+
+def eval_transform(image_size: int = 224, normalize: Normalize = None):
+    """The test-time transform: Resize(256, bicubic) + CenterCrop(224) at 224 px, the same ratio
+    at other sizes. (Not named test_transform: pytest would collect it from test modules.)"""
+    steps = [T.Resize(int(image_size * 256 / 224), interpolation=T.InterpolationMode.BICUBIC),
+             T.CenterCrop(image_size), T.ToTensor()]
+    return T.Compose(steps + _normalize(normalize))
+
+
+def ease_transforms(image_size: int = 224, normalize: Normalize = None):
+    """(train transform, test transform): what every dataset uses unless its spec says else."""
+    return train_transform(image_size, normalize), eval_transform(image_size, normalize)
+
+
+def _normalize(normalize) -> list:
+    if normalize is None:
+        return []
+    if len(normalize) != 2:
+        raise ValueError(f"normalize must be (mean, std), got {normalize!r}")
+    return [T.Normalize(tuple(normalize[0]), tuple(normalize[1]))]

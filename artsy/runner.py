@@ -1,0 +1,280 @@
+"""The Python API under `python -m artsy.run`: start a run, resume it, run several seeds.
+
+    from artsy.config import load_config
+    from artsy.runner import start_run, resume_run
+
+    result = start_run(load_config("tiny-synthetic", ["synapse.gate=mlp"]))
+    result.run_dir.metrics_json, result.metrics.summary()["last"]
+    resume_run(result.run_dir)          # continues after the last checkpointed task
+
+A run writes its directory (artsy.rundir) after every task, in this order: metrics, the synapse
+log, the checkpoint; a resumed run ends with the same metrics and log as an uninterrupted one
+(wall times aside). Relative `data.root` and `backbone.checkpoint` resolve against the current
+directory when they exist there, else against the source checkout (when running from one), so a
+config can name `../shared/data/...`; the resolved absolute path goes into config.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from synsim.files import write_json
+
+from . import checkpoint, seeds
+from .config import Config, dump_yaml, load_config, source_checkout, to_dict
+from .data import task_data_from_config
+from .errors import DataError, RunError, one_line
+from .metrics import Metrics
+from .rundir import RunDir, new_run_dir
+from .synapse_log import SynapseLog, log_attrs
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class RunResult:
+    """A run directory and its metrics after the tasks this call learned."""
+
+    run_dir: RunDir
+    metrics: Metrics
+
+    @property
+    def done(self) -> bool:
+        return len(self.metrics.rows) == self.metrics.n_tasks
+
+
+@dataclass
+class SeedsResult:
+    """A multi-seed run: one RunResult per seed and the mean ± std summary."""
+
+    path: Path
+    runs: dict[int, RunResult]
+    summary: dict
+
+    @property
+    def done(self) -> bool:
+        return all(r.done for r in self.runs.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and data
+
+
+def resolve_path(value: Optional[str]) -> Optional[str]:
+    """A relative path: the current directory's if it exists there, else the source checkout's."""
+    if value is None or Path(value).expanduser().is_absolute():
+        return value
+    here = Path(value).expanduser()
+    checkout = source_checkout()
+    if here.exists() or checkout is None:
+        return str(here.resolve())
+    return str((checkout / here).resolve())
+
+
+def resolve_paths(cfg: Config) -> Config:
+    """`cfg` with absolute data.root and backbone.checkpoint (see resolve_path)."""
+    data = dataclasses.replace(cfg.data, root=resolve_path(cfg.data.root))
+    backbone = dataclasses.replace(cfg.backbone, checkpoint=resolve_path(cfg.backbone.checkpoint))
+    return dataclasses.replace(cfg, data=data, backbone=backbone)
+
+
+def run_name(cfg: Config, default: str) -> str:
+    """run.name, or `default` (e.g. the config file's stem) when the config leaves it at 'run'."""
+    return cfg.run.name if cfg.run.name != "run" else default
+
+
+def load_task_data(cfg: Config):
+    """The config's dataset, class order and task split (artsy.data.TaskData)."""
+    normalize = None
+    if cfg.data.normalize == "backbone":
+        from .backbones import weights_mean_std  # imports timm: only when needed
+
+        normalize = weights_mean_std(cfg.backbone.name)
+    try:
+        return task_data_from_config(cfg.data, normalize)
+    except ValueError as e:  # class order / split problems are bad input too
+        raise DataError(one_line(e)) from e
+
+
+def _check_stop_after(stop_after: Optional[int]) -> None:
+    if stop_after is not None and stop_after < 1:
+        raise RunError(f"--stop-after must be at least 1 (tasks to learn before stopping), got "
+                       f"{stop_after}")
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+
+
+def start_run(cfg: Config, name: str = "run", stop_after: Optional[int] = None,
+              progress: Optional[bool] = None, run_dir: Optional[PathLike] = None) -> RunResult:
+    """Learn every task of `cfg` (or the first `stop_after`) in a new run directory.
+
+    The directory is `<run.out_dir>/<run.name or name>-<timestamp>`, or `run_dir` when given (it
+    must not exist yet). `progress`: tqdm bars (None: when the output is a terminal).
+    """
+    from .learner import Learner  # torch and timm: only when a run starts
+
+    _check_stop_after(stop_after)
+    cfg = resolve_paths(cfg)
+    data = load_task_data(cfg)
+    learner = Learner(cfg, data, progress=progress)
+    if run_dir is None:
+        run_dir = new_run_dir(cfg.run.out_dir, run_name(cfg, name))
+    else:
+        run_dir = RunDir(run_dir)
+        run_dir.path.mkdir(parents=True)
+    dump_yaml(cfg, run_dir.config)
+    metrics = Metrics(data.n_tasks, _run_meta(cfg, data, learner))
+    print(f"run directory: {run_dir}", flush=True)
+    _learn_tasks(cfg, run_dir, learner, metrics, _log(cfg, run_dir, learner), 0, 0, stop_after)
+    return RunResult(run_dir, metrics)
+
+
+def resume_run(run_dir: PathLike, stop_after: Optional[int] = None,
+               progress: Optional[bool] = None) -> RunResult:
+    """Continue a run after its last checkpointed task, with its own config.yaml."""
+    from .learner import Learner
+
+    _check_stop_after(stop_after)
+    run_dir = RunDir(run_dir)
+    if not run_dir.config.is_file():
+        raise RunError(f"cannot resume {run_dir}: no {run_dir.config.name} there (is it a run "
+                       "directory?)")
+    cfg = load_config(run_dir.config)
+    data = load_task_data(cfg)
+    learner = Learner(cfg, data, progress=progress)
+    log = _log(cfg, run_dir, learner)
+    last = checkpoint.last_task(run_dir)
+    if last is None:  # nothing finished: start over in the same directory
+        metrics, start, step_offset = Metrics(data.n_tasks, _run_meta(cfg, data, learner)), 0, 0
+    else:
+        increments, state = checkpoint.load(run_dir, last)
+        try:
+            learner.load(increments, state["learner"])
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise checkpoint.CheckpointError(f"cannot resume from {run_dir}: {one_line(e)}") from e
+        metrics = Metrics.from_dict(state["metrics"])
+        start, step_offset = last + 1, state["step_offset"]
+    log.truncate(start)  # drop what a crash between the log write and the checkpoint left
+    checkpoint.remove_after(run_dir, start - 1)
+    if start:
+        metrics.save(run_dir)
+    else:
+        run_dir.metrics_json.unlink(missing_ok=True)
+        run_dir.metrics_csv.unlink(missing_ok=True)
+    if start >= data.n_tasks:
+        print(f"all {data.n_tasks} tasks of {run_dir} are done")
+        return RunResult(run_dir, metrics)
+    print(f"resuming {run_dir} at task {start} of {data.n_tasks - 1}", flush=True)
+    _learn_tasks(cfg, run_dir, learner, metrics, log, start, step_offset, stop_after)
+    return RunResult(run_dir, metrics)
+
+
+def read_metrics(run_dir: PathLike) -> Metrics:
+    """A run's metrics.json (what the run has finished so far)."""
+    path = RunDir(run_dir).metrics_json
+    if not path.is_file():
+        raise RunError(f"{path} does not exist: expected a run directory written by "
+                       "python -m artsy.run")
+    return Metrics.from_dict(json.loads(path.read_text()))
+
+
+def _learn_tasks(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: SynapseLog,
+                 start: int, step_offset: int, stop_after: Optional[int]) -> None:
+    """Learn and evaluate tasks start..; after each: metrics, log, checkpoint (in that order)."""
+    n_tasks = learner.data.n_tasks
+    for t in range(start, n_tasks):
+        res = learner.learn_task(t)
+        ev = learner.evaluate(t)
+        metrics.add(t, ev, res.train_time_s, res.train_passes, res.calibration)
+        print(f"\nafter task {t} of {n_tasks - 1} ({cfg.synapse.gate} gates):\n{metrics.table()}",
+              flush=True)
+        metrics.save(run_dir)
+        log.append_task(t, step_offset, res.rows, metrics.gate_open_rate[t],
+                        metrics.gate_score[t], res.calibration)
+        step_offset += res.n_presentations
+        if cfg.run.save_checkpoints:
+            checkpoint.save(run_dir, t, learner.task_state(t), {
+                "learner": learner.state_dict(), "metrics": metrics.to_dict(),
+                "step_offset": step_offset})
+        if stop_after is not None and t + 1 >= stop_after and t + 1 < n_tasks:
+            print(f"stopped after task {t} (--stop-after {stop_after}); continue with "
+                  f"--resume {run_dir}")
+            return
+
+
+def _run_meta(cfg: Config, data, learner) -> dict:
+    return {"name": cfg.run.name, "gate": cfg.synapse.gate, "negatives": cfg.synapse.negatives,
+            "retrain": cfg.synapse.retrain, "dataset": cfg.data.name,
+            "backbone": getattr(learner.net.backbone, "weight_tag", cfg.backbone.name),
+            "device": str(learner.device), "class_order": data.order, "task_classes": data.tasks}
+
+
+def _log(cfg: Config, run_dir: RunDir, learner) -> SynapseLog:
+    rule = learner.gates.rule_attrs()
+    return SynapseLog(run_dir.synapse_log, learner.data.n_tasks,
+                      log_attrs(cfg.synapse.gate, to_dict(cfg), rule))
+
+
+# --------------------------------------------------------------------------------------------
+# Several seeds
+
+
+def is_seeds_dir(path: PathLike) -> bool:
+    """A multi-seed run: config.yaml and summary.json beside seed-<N>/ run directories."""
+    return (Path(path) / seeds.SUMMARY_FILE).is_file()
+
+
+def run_seeds(cfg: Config, name: str = "run", stop_after: Optional[int] = None,
+              progress: Optional[bool] = None) -> SeedsResult:
+    """One run per seed of `cfg.seeds` in `<run.out_dir>/<name>-seeds-<timestamp>/seed-<N>/`,
+    then summary.json (mean ± std and every seed's numbers; artsy.seeds)."""
+    _check_stop_after(stop_after)
+    cfg = resolve_paths(cfg)
+    parent = new_run_dir(cfg.run.out_dir, f"{run_name(cfg, name)}-seeds")
+    dump_yaml(cfg, parent.config)
+    _write_summary(cfg, parent.path, {})  # marks the directory as multi-seed from the start
+    print(f"multi-seed run directory: {parent} (seeds {cfg.seeds})", flush=True)
+    return _seed_runs(cfg, parent.path, stop_after, progress)
+
+
+def resume_seeds(path: PathLike, stop_after: Optional[int] = None,
+                 progress: Optional[bool] = None) -> SeedsResult:
+    """Continue a multi-seed run: resume the seeds that started, start those that did not."""
+    _check_stop_after(stop_after)
+    parent = RunDir(path)
+    if not parent.config.is_file():
+        raise RunError(f"cannot resume {parent}: no {parent.config.name} there (is it a "
+                       "multi-seed run directory?)")
+    return _seed_runs(load_config(parent.config), parent.path, stop_after, progress)
+
+
+def _seed_runs(cfg: Config, parent: Path, stop_after: Optional[int],
+               progress: Optional[bool]) -> SeedsResult:
+    runs = {}
+    for seed in cfg.seeds:
+        run_dir = RunDir(parent / seeds.seed_dir_name(seed))
+        print(f"\n== seed {seed} ({run_dir})", flush=True)
+        if run_dir.config.is_file():
+            runs[seed] = resume_run(run_dir, stop_after, progress)
+        else:
+            runs[seed] = start_run(seeds.seed_config(cfg, seed), stop_after=stop_after,
+                                   progress=progress, run_dir=run_dir)
+    return SeedsResult(parent, runs, _write_summary(cfg, parent, runs))
+
+
+def _write_summary(cfg: Config, parent: Path, runs: dict[int, RunResult]) -> dict:
+    """summary.json over the finished seeds; returns the summary."""
+    done = {s: r for s, r in runs.items() if r.done}
+    summary = seeds.summarize({s: r.metrics.summary() for s, r in done.items()})
+    write_json(parent / seeds.SUMMARY_FILE, {
+        "seeds": list(cfg.seeds), "seeds_done": list(done), "std": "sample std, ddof = 1",
+        "summary": summary, "curves": {s: r.metrics.curve for s, r in done.items()}})
+    return summary
+
