@@ -1,4 +1,4 @@
-"""Per-task adapter sets E_t on a frozen backbone (EASE / AdaptFormer, method.md §3.2).
+"""Per-task adapter sets E_t on a frozen backbone (EASE / AdaptFormer, docs/method.md §3.2).
 
 One :class:`AdapterSet` per task holds one adapter per backbone block. An
 :class:`AdaptedNetwork` runs the frozen backbone either plain (h_0 = E_0(x)) or with exactly one
@@ -39,7 +39,7 @@ SUPPORTED = (
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters, e.g. 1,189,632 per EASE adapter set on ViT-B/16 (method.md §3.2)."""
+    """Number of parameters, e.g. 1,189,632 per EASE adapter set on ViT-B/16 (docs/method.md §3.2)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 

@@ -3,7 +3,7 @@
 A YAML file may omit any field. Every key is checked against the schema, so a typo fails at
 load time with the nearest valid key instead of being ignored; every value is checked against
 its annotated type (Literal types are the enumerations) and its range. Defaults follow
-method.md §10 and the decisions of §14.
+docs/method.md §10 and the decisions of §14.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class TrainConfig:
 
 @dataclass
 class NgaiConfig:
-    """The receptor-rule gate (architecture.md, "The bridge"; synsim.rule.RuleParams)."""
+    """The receptor-rule gate (docs/architecture.md §3; synsim.rule.RuleParams)."""
 
     depolarisation: Literal["prototype_share", "own_prototype"] = "prototype_share"
     prototype_temperature: float = _f(0.1, 0.0)  # softmax over prototype similarities

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-# Idle OpenMP threads sleep instead of spinning on a shared CPU (environment.md §8.3)
+# Idle OpenMP threads sleep instead of spinning on a shared CPU (docs/environment.md §8.3)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from synsim import demo as receptor_demo

@@ -87,6 +87,11 @@ def fig_gate_open_rates(log: xr.Dataset, title: str = ""):
     return fig, {"gate_open_rate": rates}
 
 
+def fig_synapse_trajectories(log: xr.Dataset, variables=("ampa", "calcium")):
+    """Every synapse's state across the recorded training presentations, task boundaries dotted."""
+    return sf.fig_trajectories(log, variables, along="step", boundaries="task")
+
+
 def make_all(run_dirs, out_dir: Path) -> dict:
     """Write every run figure into out_dir; returns {name: [paths]}."""
     import matplotlib.pyplot as plt
@@ -105,8 +110,7 @@ def make_all(run_dirs, out_dir: Path) -> dict:
         tag = re.sub(r"[^\w.-]+", "_", name).strip("_")  # "ngai", or "ngai_<run dir>" if repeated
         jobs[f"gate_open_rate_{tag}"] = lambda log=log, name=name: fig_gate_open_rates(log, name)
         if np.isfinite(log.ampa.values).any():
-            jobs[f"synapse_trajectories_{tag}"] = lambda log=log: sf.fig_trajectories(
-                log, along="step", boundaries="task")
+            jobs[f"synapse_trajectories_{tag}"] = lambda log=log: fig_synapse_trajectories(log)
     written = {}
     for fig_name, job in jobs.items():
         fig, _ = job()

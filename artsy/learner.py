@@ -1,4 +1,4 @@
-"""The continual learner: EASE sub-networks plus per-task gates (method.md §6, §7, §9).
+"""The continual learner: EASE sub-networks plus per-task gates (docs/method.md §6, §7, §9).
 
 Per task t (`learn_task`): a new adapter set E_t trained with a temporary cosine head over the
 task's classes (EASE §5.1), then frozen; one pass over the task's training images with the eval
@@ -58,7 +58,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 class CosineLinear(nn.Module):
-    """EASE's temporary head: sigma * cos(x, w_c), sigma learnable from 1 (method.md §5.1)."""
+    """EASE's temporary head: sigma * cos(x, w_c), sigma learnable from 1 (docs/method.md §5.1)."""
 
     def __init__(self, dim: int, n_classes: int) -> None:
         super().__init__()
@@ -215,7 +215,7 @@ class Learner:
     # --- inference ---
     @torch.inference_mode()
     def evaluate(self, task: int):
-        """Predict the test images of all classes seen up to `task` (method.md §7)."""
+        """Predict the test images of all classes seen up to `task` (docs/method.md §7)."""
         start = time.perf_counter()
         n_seen = task + 1
         class_task = self.class_task(task)

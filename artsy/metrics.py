@@ -1,4 +1,4 @@
-"""Continual-learning metrics (method.md §12), kept unrounded and rounded only for display.
+"""Continual-learning metrics (docs/method.md §12), kept unrounded and rounded only for display.
 
 After task i, on the test data of all seen classes: A_i (sample-weighted top-1, EASE's curve),
 acc[i, j] (on task j's test data), old/new accuracy, the gate statistics (the true task's gate

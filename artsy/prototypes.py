@@ -1,4 +1,4 @@
-"""EASE's prototype classifier (method.md §5.2-5.4): class means per subspace, the
+"""EASE's prototype classifier (docs/method.md §5.2-5.4): class means per subspace, the
 semantic-guided complement of old-class prototypes, and reweighted cosine logits with gating.
 
 Conventions: class c is row c (labels already remapped through the class order, §11.2);
@@ -92,7 +92,7 @@ class PrototypeBank:
         self.ptm_prototypes[rows.to(self.ptm_prototypes.device)] = means.to(self.ptm_prototypes)
 
     def complete(self, task_classes: Sequence[Classes]) -> None:
-        """EASE's semantic-guided prototype complement (``solve_sim_reset``, method.md §5.3).
+        """EASE's semantic-guided prototype complement (``solve_sim_reset``, docs/method.md §5.3).
 
         For every old task j and newer subspace k > j, with o the classes of task j and n the
         classes first seen at tasks >= k:  p_{o,k} = softmax_n(cos(p_{o,j}, p_{n,j})) @ p_{n,k}.
@@ -136,7 +136,7 @@ def reweighted_cosine_logits(
     ptm_feature: Optional[torch.Tensor] = None,
     beta: float = 0.0,
 ) -> torch.Tensor:
-    """EASE's reweighted cosine logits (``forward_reweight``, method.md §5.4), with gating.
+    """EASE's reweighted cosine logits (``forward_reweight``, docs/method.md §5.4), with gating.
 
     For class c of task i:  logit_c = cos(phi_i(x), p_{c,i}) + w * sum_{j != i} cos(phi_j(x), p_{c,j})
     with w = alpha / T (EASE code; T = ``current_task``, the number of previous tasks) or plain

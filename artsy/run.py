@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 # Idle OpenMP threads sleep instead of spinning: on a shared CPU a spinning torch runs 2-13x
-# slower (environment.md §8.3). Set before torch is first imported.
+# slower (docs/environment.md §8.3). Set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import runner, seeds  # noqa: E402

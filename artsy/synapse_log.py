@@ -1,4 +1,4 @@
-"""The synapse-state log `synapses.nc` (architecture.md, "The synapse-state log"), via synsim.io:
+"""The synapse-state log `synapses.nc` (docs/architecture.md §4), via synsim.io:
 everything about its rows, its vocabulary and its file.
 
 One netCDF-4 file per run with two unlimited dimensions (netCDF-4 allows several), so that one

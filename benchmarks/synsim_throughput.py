@@ -6,7 +6,7 @@ postsynaptic neurons clamped at -10 mV, so calcium crosses both thresholds and r
 discretisation, dt = 0.1 ms, nothing recorded but the silencing/unsilencing events. Every backend's
 final calcium and rho are compared with synsim-numpy (float64). Brian2's compile time is reported
 apart from its run time. A STREAM-like copy bandwidth is measured in the same run, and achieved
-bandwidth is reported as a fraction of it (synsim-model.md §8.4).
+bandwidth is reported as a fraction of it (docs/model.md §8.4).
 
     python benchmarks/synsim_throughput.py                      # N = 1e3 ... 1e6, all backends
     python benchmarks/synsim_throughput.py --sizes 1e4 --quick  # a smoke run

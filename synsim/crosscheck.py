@@ -1,19 +1,19 @@
 """`python -m synsim.crosscheck`: synsim against Brian2 and against the closed forms.
 
-Every canonical protocol runs through the same protocol code twice, once on synsim's simulator and
-once on the Brian2 reference (`synsim.reference.brian2`), in both discretisations: synsim `exact`
-against Brian2 `exact`, synsim `zoh` against Brian2 `exponential_euler`. The JSON report gives, per
-protocol and variable, the max absolute error and the error relative to the variable's peak, and
-the silencing/unsilencing event times from both. Closed forms (unitary EPSC, single-release calcium
-with its 14.47 ms x kappa x B peak at 42.4 ms, rho's exact approach to rho_inf = 0.6167) are checked
-for both simulators.
+Every experiment of `synsim.experiments.CROSSCHECK` runs through the same protocol code twice,
+once on synsim's simulator and once on the Brian2 reference (`synsim.reference.brian2`), in both
+discretisations: synsim `exact` against Brian2 `exact`, synsim `zoh` against Brian2
+`exponential_euler`. The JSON report gives, per protocol and variable, the max absolute error and
+the error relative to the variable's peak, and the silencing/unsilencing event times from both.
+Closed forms (unitary EPSC, single-release calcium with its 14.47 ms x kappa x B peak at 42.4 ms,
+rho's exact approach to rho_inf = 0.6167) are checked for both simulators.
 
-Tolerances (synsim-model.md §6):
+Tolerances (docs/model.md §6):
   * same discretisation, float64: 1e-9 of the peak (measured agreement is ~1e-13);
   * event and spike times: identical;
   * exact update against closed forms: 1e-12 of the peak (round-off);
   * ZOH update against closed forms: 3.5e-3 of the peak at dt = 0.1 ms — the ZOH variant is first
-    order, its error is 2.8e-3 there (synsim-model.md §5.2), so this bound checks that it is the
+    order, its error is 2.8e-3 there (docs/model.md §5.2), so this bound checks that it is the
     expected scheme rather than asserting an accuracy it cannot have.
 
 Exit status: 0 when every check passes, 1 when a tolerance is exceeded, 2 on bad arguments.
@@ -30,58 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files, kinetics, protocols
-from .model import Circuit, Stimulus
+from . import experiments, files, kinetics
 from .params import ModelParams
-from .simulate import RECORDABLE, simulate
+from .simulate import simulate
 
 SAME_DISCRETISATION_TOL = 1e-9
 EXACT_CLOSED_FORM_TOL = 1e-12
 ZOH_CLOSED_FORM_TOL = 3.5e-3
 METHODS = {"exact": "exact", "zoh": "exponential_euler"}
-
-
-def brian2_simulator(target: str = "numpy"):
-    """A `simulate`-compatible function that runs the Brian2 reference."""
-    from .reference.brian2 import simulate_brian2
-
-    def run(circuit, stimulus, params=None, backend=None, record=RECORDABLE, record_synapses=None,
-            record_every=1, progress=False, compile=False, attrs=None):
-        ds = simulate_brian2(circuit, stimulus, params, record=record,
-                             record_synapses=record_synapses, record_every=record_every,
-                             target=target)
-        ds.attrs.update(attrs or {})
-        return ds
-
-    return run
-
-
-def tetanus(params: ModelParams | None = None, simulator=simulate, duration_ms: float = 300.0):
-    """100 Hz release at +40 mV: calcium stays above theta_p, rho approaches rho_inf exactly."""
-    params = params or ModelParams()
-    times = np.arange(0.0, duration_ms - 10.0, 10.0)
-    circuit = Circuit(syn_source=[0, 0], syn_post=[0, 0], n_sources=1, n_post=1, v_hold_mV=40.0,
-                      rho0=[0.0, 0.3])
-    stim = Stimulus.from_times(duration_ms, params.dt_ms, times, np.zeros(times.size, int))
-    return simulator(circuit, stim, params, record=("calcium", "ampa", "functional"),
-                     attrs={"protocol": "tetanus"})
-
-
-# name -> function(params, simulator) running a short canonical version of the protocol
-CANONICAL = {
-    "epsc": lambda p, sim: protocols.epsc((-70.0, 40.0), (0.0, 0.5), 250.0, p, plasticity=True,
-                                          simulator=sim),
-    "iv": lambda p, sim: protocols.iv(np.arange(-100.0, 61.0, 20.0), 0.5, 150.0, p, simulator=sim),
-    "pairing": lambda p, sim: protocols.pairing(10.0, 10, (-30.0, -20.0, -10.0, 0.0), (0.3, 0.0), p,
-                                                record_every_ms=0.1, tail_ms=200.0, simulator=sim),
-    "stdp": lambda p, sim: protocols.stdp((-20.0, -5.0, 5.0, 20.0), 5, 5.0, (0.0, 0.3), -70.0, p,
-                                          record_every_ms=0.1, simulator=sim),
-    "minimal_stimulation": lambda p, sim: protocols.minimal_stimulation(
-        4, 0.5, 0.3, 20, 60.0, params=p, simulator=sim),
-    "spiking_neuron": lambda p, sim: protocols.spiking_neuron(10, 20.0, 450.0, 300.0, params=p,
-                                                              simulator=sim),
-    "tetanus": lambda p, sim: tetanus(p, sim),
-}
 
 
 def compare(ours, ref) -> dict:
@@ -174,7 +130,8 @@ def closed_form_checks(ds_epsc, ds_tetanus, params: ModelParams) -> dict:
 
 
 def run(protocol_names, target: str = "numpy", methods=("exact", "zoh")) -> tuple[dict, bool]:
-    simulators = {"synsim": simulate, "brian2": brian2_simulator(target)}
+    """Run the CROSSCHECK experiments `protocol_names` in both simulators; (report, passed)."""
+    simulators = {"synsim": simulate, "brian2": experiments.brian2_simulator(target)}
     report = {"tolerances": {"same_discretisation_rel": SAME_DISCRETISATION_TOL,
                              "exact_vs_closed_form_rel": EXACT_CLOSED_FORM_TOL,
                              "zoh_vs_closed_form_rel": ZOH_CLOSED_FORM_TOL},
@@ -185,9 +142,10 @@ def run(protocol_names, target: str = "numpy", methods=("exact", "zoh")) -> tupl
         runs = {}
         for name in protocol_names:
             t0 = time.perf_counter()
-            ours = runs[name, "synsim"] = CANONICAL[name](params, simulators["synsim"])
+            experiment = experiments.CROSSCHECK[name]
+            ours = runs[name, "synsim"] = experiment(params=params, simulator=simulators["synsim"])
             t1 = time.perf_counter()
-            ref = runs[name, "brian2"] = CANONICAL[name](params, simulators["brian2"])
+            ref = runs[name, "brian2"] = experiment(params=params, simulator=simulators["brian2"])
             t2 = time.perf_counter()
             entry, ok = check_pair(ours, ref)
             entry.update(synsim_s=round(t1 - t0, 3), brian2_s=round(t2 - t1, 3),
@@ -199,8 +157,10 @@ def run(protocol_names, target: str = "numpy", methods=("exact", "zoh")) -> tupl
                   f"  events {len(entry['events_synsim'])}", file=sys.stderr, flush=True)
         tol = EXACT_CLOSED_FORM_TOL if method == "exact" else ZOH_CLOSED_FORM_TOL
         for who, sim in simulators.items():
-            epsc = protocols.epsc((-70.0, 40.0), (0.0, 0.5), 250.0, params, simulator=sim)
-            tet = runs.get(("tetanus", who)) or tetanus(params, sim)
+            epsc = experiments.CLASSIC["epsc"](params=params, simulator=sim)  # plasticity off
+            tet = runs.get(("tetanus", who))
+            if tet is None:
+                tet = experiments.CROSSCHECK["tetanus"](params=params, simulator=sim)
             checks = closed_form_checks(epsc, tet, params)
             for item in checks.values():
                 item["tolerance"] = tol
@@ -214,16 +174,17 @@ def run(protocol_names, target: str = "numpy", methods=("exact", "zoh")) -> tupl
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synsim.crosscheck",
                                      description="synsim vs Brian2 and closed forms; JSON report")
-    parser.add_argument("--protocol", nargs="+", default=list(CANONICAL), metavar="NAME",
-                        help=f"protocols to check (default: all of {', '.join(CANONICAL)})")
+    names = list(experiments.CROSSCHECK)
+    parser.add_argument("--protocol", nargs="+", default=names, metavar="NAME",
+                        help=f"protocols to check (default: all of {', '.join(names)})")
     parser.add_argument("--method", nargs="+", default=["exact", "zoh"], choices=list(METHODS))
     parser.add_argument("--target", default="numpy", choices=["numpy", "cython", "cpp_standalone"],
                         help="Brian2 code-generation target")
     parser.add_argument("--out", type=Path, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
-    unknown = [p for p in args.protocol if p not in CANONICAL]
+    unknown = [p for p in args.protocol if p not in experiments.CROSSCHECK]
     if unknown:
-        print(f"unknown protocol {unknown[0]!r}: choose from {', '.join(CANONICAL)}",
+        print(f"unknown protocol {unknown[0]!r}: choose from {', '.join(names)}",
               file=sys.stderr)
         return 2
     try:

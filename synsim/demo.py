@@ -1,8 +1,9 @@
 """`python -m synsim.demo [OUT_DIR]`: the classic receptor experiments, as netCDF, figures, summary.
 
-Runs the dual-holding-potential EPSCs, the NMDA I-V curve, the Artola-Singer pairing table, the
-spike-timing window, minimal stimulation with the failure-rate estimate and a spiking population;
-writes one dataset per experiment, the synsim figure set (figures/) and `summary.json` into OUT_DIR
+Runs the CLASSIC experiments of synsim.experiments (the dual-holding-potential EPSCs, the NMDA I-V
+curve, the Artola-Singer pairing table, the spike-timing window, minimal stimulation with the
+failure-rate estimate, calcium during pairing and a spiking population); writes one dataset per
+experiment, the synsim figure set (figures/) and `summary.json` into OUT_DIR
 (default runs/synsim-<timestamp>/) and prints the numbers a reader checks against the literature.
 """
 
@@ -15,21 +16,33 @@ from pathlib import Path
 
 import numpy as np
 
-from . import figures, files, io, protocols
+from . import experiments, figures, files
 
 
 def run_receptor_experiments(out_dir: Path, quick: bool = False) -> dict:
-    """Run every protocol with its default parameters; return the summary dict."""
+    """Run every CLASSIC experiment (short trains when `quick`), save each dataset, draw the
+    figure set; write and return the summary dict."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary: dict = {}
-    timings = {}
-
-    def save(name, ds):
-        io.save(ds, out_dir / f"{name}.nc")
-
+    datasets, timings = {}, {}
+    for name, experiment in experiments.CLASSIC.items():
+        t0 = time.perf_counter()
+        datasets[name] = experiment(quick=quick)
+        experiments.save(datasets[name], out_dir, name)
+        timings[name] = time.perf_counter() - t0
+    summary = summarise(datasets)
     t0 = time.perf_counter()
-    epsc = protocols.epsc(v_hold_mV=(-70.0, 40.0), rho0=(0.0, 0.5))
-    save("epsc", epsc)
+    written = figures.make_all(out_dir / "figures", datasets, experiments.brian2_pair())
+    summary["figures"] = sorted(written)
+    timings["figures"] = time.perf_counter() - t0
+    summary["wall_time_s"] = {k: round(v, 2) for k, v in timings.items()}
+    files.write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def summarise(datasets: dict) -> dict:
+    """The numbers a reader checks against the literature, from the CLASSIC datasets."""
+    summary: dict = {}
+    epsc = datasets["epsc"]
     peaks = {}
     for post in epsc.post.values:
         v, rho0 = float(epsc.v_hold[post]), float(epsc.rho0[post])
@@ -37,57 +50,29 @@ def run_receptor_experiments(out_dir: Path, quick: bool = False) -> dict:
         kind = "silent" if rho0 == 0 else "functional"
         peaks[f"{kind} {v:+.0f} mV"] = float(trace[np.argmax(np.abs(trace))])
     summary["epsc_peak_pA"] = peaks
-    timings["epsc"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    iv = protocols.iv()
-    save("iv", iv)
+    iv = datasets["iv"]
     summary["nmda_iv_min_mV"] = float(iv.v_hold[int(np.argmin(iv.i_nmda_peak.values))])
-    timings["iv"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    n_pulses = 40 if quick else 200
-    pairing = protocols.pairing(frequency_hz=2.0, n_pulses=n_pulses,
-                                v_clamp_mV=(-70.0, -40.0, -30.0, -20.0, -10.0, 0.0),
-                                rho0=(0.3, 0.0), record_every_ms=10.0, progress=True)
-    save("pairing", pairing)
+    pairing = datasets["pairing"]
     summary["pairing_ampa_final"] = {
         f"{v:+.0f} mV": {f"rho0={r:g}": round(float(pairing.ampa_final_grid.sel(
             v_clamp_mV=v, rho0_value=r)), 4) for r in pairing.rho0_value.values}
         for v in pairing.v_clamp_mV.values}
-    summary["pairing_protocol"] = f"{n_pulses} pulses at 2 Hz, voltage clamp"
-    timings["pairing"] = time.perf_counter() - t0
+    summary["pairing_protocol"] = (f"{pairing.attrs['n_pulses']} pulses at "
+                                   f"{pairing.attrs['frequency_hz']:g} Hz, voltage clamp")
 
-    t0 = time.perf_counter()
-    stdp = protocols.stdp(delays_ms=(-80.0, -50.0, -20.0, -10.0, -5.0, -2.0, 2.0, 5.0, 10.0, 20.0,
-                                     50.0, 80.0), n_pairings=20 if quick else 60,
-                          frequency_hz=5.0, record_every_ms=5.0, progress=True)
-    save("stdp", stdp)
+    stdp = datasets["stdp"]
     summary["stdp_delta_ampa"] = {
         f"{d:+g} ms": {f"rho0={r:g}": round(float(stdp.delta_ampa.sel(delay_ms=d, rho0_value=r)), 4)
                        for r in stdp.rho0_value.values} for d in stdp.delay_ms.values}
-    timings["stdp"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    minimal = protocols.minimal_stimulation(n_synapses=4, silent_fraction=0.5, p_release=0.3,
-                                            n_trials=200, seed=0)
-    save("minimal_stimulation", minimal)
+    minimal = datasets["minimal_stimulation"]
     summary["minimal_stimulation"] = {
         "failure_rate_-70mV": float(minimal.failure_rate[0]),
         "failure_rate_+40mV": float(minimal.failure_rate[1]),
         "silent_fraction_estimate": float(minimal.silent_fraction_estimate),
         "silent_fraction_true": float(minimal.silent_fraction_true)}
-    timings["minimal_stimulation"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    extra = figures.default_datasets(quick, only=("calcium", "population"))
-    save("pairing_calcium", extra["calcium"])
-    save("population", extra["population"])
-    datasets = {"epsc": epsc, "iv": iv, "plasticity": pairing, "stdp": stdp, **extra}
-    written = figures.make_all(out_dir / "figures", datasets, quick=quick)
-    summary["figures"] = sorted(written)
-    timings["figures"] = time.perf_counter() - t0
-    summary["wall_time_s"] = {k: round(v, 2) for k, v in timings.items()}
-    files.write_json(out_dir / "summary.json", summary)
     return summary
 
 

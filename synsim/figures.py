@@ -1,10 +1,11 @@
 """Publication figures from synsim datasets: `python -m synsim.figures [OUT_DIR] [--from RUN_DIR]`.
 
-One style for every figure: sizes that fit a journal column (89 mm single, 183 mm double), the
-Okabe-Ito colour-blind-safe palette, axis labels built from each variable's CF `long_name` and
-`units`. Each figure function returns (figure, data) where `data` holds the arrays it plotted, so
-tests compare them with the dataset instead of pixels. Every figure is written as PDF, PNG (300
-dpi) and SVG, atomically.
+Figure functions only draw: they take Datasets. The canonical ones come from synsim.experiments;
+the CLI runs them (or loads them from a demo run) and draws. One style for every figure: sizes
+that fit a journal column (89 mm single, 183 mm double), the Okabe-Ito colour-blind-safe palette,
+axis labels built from each variable's CF `long_name` and `units`. Each figure function returns
+(figure, data) where `data` holds the arrays it plotted, so tests compare them with the dataset
+instead of pixels. Every figure is written as PDF, PNG (300 dpi) and SVG, atomically.
 """
 
 from __future__ import annotations
@@ -212,18 +213,23 @@ def fig_raster_heatmap(ds: xr.Dataset):
                  "spike_time": ds.spike_time.values, "ampa": ampa}
 
 
-def fig_trajectories(ds: xr.Dataset, variables=("ampa", "calcium"), along: str | None = None):
-    """Each synapse's trajectory of `variables` along `time` (simulator) or `step` (learner).
+def fig_trajectories(ds: xr.Dataset, variables=("ampa", "calcium"), along: str | None = None,
+                     boundaries: str | None = None):
+    """Each synapse's trajectory of `variables` along one dimension (the simulator's `time`, or a
+    caller's own, such as a log's row index).
 
-    Learner logs carry a `task` coordinate on `step`: task boundaries are marked. Synapses that do
-    not exist yet are NaN and simply not drawn.
+    `along` defaults to the variables' dimension other than `synapse`. `boundaries` names a
+    coordinate on `along` whose changes are marked (dotted): the recorded rows are then drawn
+    evenly spaced, one per row, so that every segment between boundaries is visible however
+    sparsely it was recorded. NaN values (synapses that do not exist yet) are simply not drawn.
     """
     plt = style()
-    along = along or ("step" if "step" in ds.dims else "time")
     variables = [v for v in variables if v in ds]
+    along = along or next(d for d in ds[variables[0]].dims if d != "synapse")
     fig, axes = plt.subplots(len(variables), 1, figsize=(DOUBLE_COLUMN_IN * 0.6,
                              1.3 * len(variables) + 0.4), sharex=True, squeeze=False)
-    x = np.arange(ds.sizes[along]) if along == "step" else ds[along].values
+    by_row = boundaries is not None or along not in ds.coords
+    x = np.arange(ds.sizes[along]) if by_row else ds[along].values
     data = {along: x}
     for ax, name in zip(axes[:, 0], variables):
         values = ds[name].transpose(along, "synapse").values.astype(float)
@@ -231,15 +237,17 @@ def fig_trajectories(ds: xr.Dataset, variables=("ampa", "calcium"), along: str |
             ax.plot(x, values[:, j], lw=0.8, label=f"synapse {syn}")
         data[name] = values
         ax.set_ylabel(label(ds[name], name))
-        if "task" in ds.coords and along == "step":
-            tasks = ds.task.values
-            for b in np.flatnonzero(np.diff(tasks)) + 0.5:
+        if boundaries is not None:
+            for b in np.flatnonzero(np.diff(ds[boundaries].values)) + 0.5:
                 ax.axvline(b, color="0.6", lw=0.5, ls=":")
     if "ampa" in variables and "rho_sil" in ds.attrs:
         axes[variables.index("ampa"), 0].axhline(ds.attrs["rho_sil"], color="0.5", ls="--",
                                                  lw=0.6)
-    axes[-1, 0].set_xlabel("presentation (recorded rows, task boundaries dotted)" if along == "step"
-                           else label(ds[along]))
+    if boundaries is not None:
+        name = ds[along].attrs.get("long_name", along) if along in ds.coords else along
+        axes[-1, 0].set_xlabel(f"{name} (recorded rows, {boundaries} boundaries dotted)")
+    else:
+        axes[-1, 0].set_xlabel(label(ds[along]) if along in ds.coords else f"{along} (row)")
     if ds.sizes["synapse"] <= 10:
         axes[0, 0].legend(ncol=min(5, ds.sizes["synapse"]), loc="lower center",
                           bbox_to_anchor=(0.5, 1.0))
@@ -266,91 +274,39 @@ def fig_residuals(ours: xr.Dataset, ref: xr.Dataset, variable: str = "calcium"):
     return fig, {"synsim": a.values, "brian2": b.values, "residual": residual}
 
 
-# ---------------------------------------------------------------- datasets and the CLI
-DATASETS = ("epsc", "iv", "calcium", "plasticity", "stdp", "population")
+# ---------------------------------------------------------------- the figure set and its CLI
+# figure name -> (the synsim.experiments.CLASSIC dataset it draws, the drawing function)
+FIGURES = {
+    "epsc": ("epsc", fig_epsc),
+    "iv": ("iv", fig_iv),
+    "calcium_thresholds": ("pairing_calcium", fig_calcium),
+    "plasticity_vs_voltage": ("pairing", fig_plasticity_vs_voltage),
+    "stdp_window": ("stdp", fig_stdp),
+    "silent_fraction": ("population", fig_silent_fraction),
+    "raster_ampa_heatmap": ("population", fig_raster_heatmap),
+}
 
 
-def default_datasets(quick: bool = False, only=DATASETS) -> dict:
-    """Run the protocols each figure needs (short versions when `quick`)."""
-    from . import protocols
-
-    n_pulses = 20 if quick else 200
-    makers = {
-        "epsc": lambda: protocols.epsc((-70.0, 40.0), (0.0, 0.5)),
-        "iv": lambda: protocols.iv(),
-        "calcium": lambda: protocols.pairing(2.0, 6 if quick else 10, (-30.0, -20.0, -10.0, 0.0),
-                                             (0.3,), record_every_ms=0.5),
-        "plasticity": lambda: protocols.pairing(
-            2.0, n_pulses, np.arange(-70.0, 1.0, 10.0 if quick else 5.0), (0.3, 0.0),
-            record_every_ms=50.0, progress=not quick),
-        "stdp": lambda: protocols.stdp((-50.0, -20.0, -10.0, -5.0, -2.0, 2.0, 5.0, 10.0, 20.0,
-                                        50.0), 10 if quick else 60, 5.0, record_every_ms=10.0),
-        "population": lambda: population(quick=quick),
-    }
-    return {name: makers[name]() for name in only}
-
-
-def population(quick: bool = False) -> xr.Dataset:
-    """50 Poisson inputs onto a spiking neuron, about half silent at first: once the neuron fires,
-    its back-propagating spikes unsilence the inputs active just before them, which drives more
-    firing — Hebbian unsilencing, and without homeostasis, its runaway."""
-    from . import protocols
-    from .params import ModelParams
-
-    rng = np.random.default_rng(7)
-    n = 50
-    rho0 = np.where(rng.random(n) < 0.5, 0.0, 0.3)
-    params = ModelParams()
-    return protocols.spiking_neuron(n_inputs=n, rate_hz=10.0, i_ext_pA=340.0,
-                                    duration_ms=3000.0, rho0=rho0, seed=1,
-                                    params=params, record_every_ms=5.0)
-
-
-def make_all(out_dir: Path, datasets: dict | None = None, quick: bool = False,
-             brian2: bool = True) -> dict:
-    """Write every figure; returns {name: [paths]}."""
+def make_all(out_dir: Path, datasets: dict, residuals: tuple | None = None) -> dict:
+    """Write every figure of FIGURES from `datasets` (keyed by experiment name), and the residual
+    figure from a (synsim, Brian2) pair when given; returns {name: [paths]}."""
     import matplotlib.pyplot as plt
 
-    datasets = datasets or default_datasets(quick)
-    jobs = {
-        "epsc": lambda: fig_epsc(datasets["epsc"]),
-        "iv": lambda: fig_iv(datasets["iv"]),
-        "calcium_thresholds": lambda: fig_calcium(datasets["calcium"]),
-        "plasticity_vs_voltage": lambda: fig_plasticity_vs_voltage(datasets["plasticity"]),
-        "stdp_window": lambda: fig_stdp(datasets["stdp"]),
-        "silent_fraction": lambda: fig_silent_fraction(datasets["population"]),
-        "raster_ampa_heatmap": lambda: fig_raster_heatmap(datasets["population"]),
-    }
-    if brian2:
-        try:
-            from .crosscheck import CANONICAL, brian2_simulator
-            from .params import ModelParams
-            from .simulate import simulate
-
-            ours = CANONICAL["pairing"](ModelParams(), simulate)
-            ref = CANONICAL["pairing"](ModelParams(), brian2_simulator("numpy"))
-            jobs["residuals_brian2"] = lambda: fig_residuals(ours, ref)
-        except ImportError:
-            print("brian2 is not installed: skipping the residual figure", file=sys.stderr)
+    jobs = [(name, draw, (datasets[dataset],)) for name, (dataset, draw) in FIGURES.items()]
+    if residuals is not None:
+        jobs.append(("residuals_brian2", fig_residuals, tuple(residuals)))
     written = {}
-    for name, job in jobs.items():
-        fig, _ = job()
+    for name, draw, args in jobs:
+        fig, _ = draw(*args)
         written[name] = [str(p) for p in save(fig, out_dir, name)]
         plt.close(fig)
     return written
 
 
-def load_run(run_dir: Path) -> dict:
-    """Datasets from a `python -m synsim.demo` run directory, where present."""
-    from . import io
-
-    names = {"epsc": "epsc", "iv": "iv", "calcium": "pairing_calcium",
-             "plasticity": "pairing", "stdp": "stdp", "population": "population"}
-    return {key: io.load(run_dir / f"{stem}.nc") for key, stem in names.items()
-            if (run_dir / f"{stem}.nc").exists()}
-
-
 def main(argv=None) -> int:
+    """Run (or, with --from, load) the figure set's experiments, then draw them."""
+    from . import experiments
+
     parser = argparse.ArgumentParser(prog="python -m synsim.figures",
                                      description="write the synsim figure set (PDF, PNG, SVG)")
     parser.add_argument("out_dir", nargs="?", default="figures", type=Path)
@@ -359,15 +315,19 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter protocols")
     parser.add_argument("--no-brian2", action="store_true", help="skip the Brian2 residual figure")
     args = parser.parse_args(argv)
-    datasets = None
+    needed = list(dict.fromkeys(dataset for dataset, _ in FIGURES.values()))
+    datasets = {}
     if args.run_dir is not None:
         if not args.run_dir.is_dir():
             print(f"--from {args.run_dir}: not a directory (expected a synsim demo run)",
                   file=sys.stderr)
             return 2
-        datasets = load_run(args.run_dir)
-        datasets.update(default_datasets(args.quick, [k for k in DATASETS if k not in datasets]))
-    written = make_all(args.out_dir, datasets, quick=args.quick, brian2=not args.no_brian2)
+        datasets = experiments.load(args.run_dir, needed)
+    for name in needed:
+        if name not in datasets:
+            datasets[name] = experiments.CLASSIC[name](quick=args.quick)
+    residuals = None if args.no_brian2 else experiments.brian2_pair()
+    written = make_all(args.out_dir, datasets, residuals)
     for name, paths in written.items():
         print(f"{name}: {', '.join(paths)}")
     return 0

@@ -1,4 +1,4 @@
-"""Pure kinetic functions and closed forms of the NGAI model (synsim-model.md §2, §6).
+"""Pure kinetic functions and closed forms of the NGAI model (docs/model.md §2, §6).
 
 Every function accepts Python floats, numpy arrays or torch tensors (the array namespace is taken
 from the argument), so the simulator, the discrete rule and the analytic tests share one formula.
@@ -68,7 +68,7 @@ def phi(t_ms, tau_x_ms: float, tau_ca_ms: float):
 
 def calcium_single_release(t_ms, tau_rise_ms: float, tau_decay_ms: float, tau_ca_ms: float,
                            kappa_b_per_ms: float = 1.0):
-    """Calcium after one release at t = 0 under a constant Mg block (synsim-model.md §6).
+    """Calcium after one release at t = 0 under a constant Mg block (docs/model.md §6).
 
     c(t) = kappa*B*eta*[phi_d(t) - phi_r(t)]; zero for t < 0.
     """
@@ -100,7 +100,7 @@ def calcium_peak(tau_rise_ms: float, tau_decay_ms: float, tau_ca_ms: float) -> t
 
 def rho_under_constant_calcium(rho0, c: float, t_ms, gamma_p: float, gamma_d: float,
                                tau_rho_ms: float, theta_p: float, theta_d: float):
-    """Closed-form AMPA occupancy after t ms at a constant calcium level c (synsim-model.md §4.4).
+    """Closed-form AMPA occupancy after t ms at a constant calcium level c (docs/model.md §4.4).
 
     Above theta_p: exponential approach to gamma_p/(gamma_p+gamma_d); between the thresholds:
     decay to 0 at rate gamma_d/tau_rho; at or below theta_d: unchanged.

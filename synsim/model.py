@@ -2,7 +2,7 @@
 
 One implementation of the step, written against the array-API namespace, so the same code runs on
 numpy (float64, the reference) and on torch (float32/float64, any device). The order of operations
-for step n -> n+1 mirrors Brian2's schedule (synsim-model.md §5.1, §7.3):
+for step n -> n+1 mirrors Brian2's schedule (docs/model.md §5.1, §7.3):
 
 1. record the state at t_n (done by the caller);
 2. rho update, gates frozen at c_n (exact: rho -> rho_inf + (rho - rho_inf) e^{-k dt});

@@ -1,6 +1,6 @@
 """Parameters of the NGAI synapse model and the postsynaptic neuron, with units and sources.
 
-One place for defaults (synsim-model.md §4.5). Every field name carries its unit; dimensionless
+One place for defaults (docs/model.md §4.5). Every field name carries its unit; dimensionless
 quantities carry none. Validation happens at construction so that a bad value fails with one line
 that names the parameter, the value and the valid range.
 """
@@ -150,7 +150,7 @@ class ModelParams:
     synapse: SynapseParams = field(default_factory=SynapseParams)
     neuron: NeuronParams = field(default_factory=NeuronParams)
     dt_ms: float = 0.1
-    discretisation: str = "exact"  # "exact" (synsim-model.md §5.1) or "zoh" (§5.2)
+    discretisation: str = "exact"  # "exact" (docs/model.md §5.1) or "zoh" (§5.2)
     # The exact update stays exact at any dt for traces and calcium; only the rho gates are sampled
     # once per step. A step as long as a whole stimulus presentation is the discrete rule
     # (synsim.rule); that, and only that, needs dt above the fastest time constant.

@@ -21,7 +21,7 @@ from .model import Circuit, Stimulus
 from .params import ModelParams
 from .simulate import simulate
 
-PROTOCOLS = ("epsc", "iv", "pairing", "stdp", "minimal_stimulation", "spiking_neuron")
+PROTOCOLS = ("epsc", "iv", "pairing", "stdp", "minimal_stimulation", "spiking_neuron", "tetanus")
 
 
 def _params(params: ModelParams | None) -> ModelParams:
@@ -109,7 +109,7 @@ def pairing(frequency_hz: float = 2.0, n_pulses: int = 200, v_clamp_mV=(-70.0, -
 
     The classic unsilencing protocol (Isaac 1995; Liao 1995) and the Artola-Broecher-Singer voltage
     dependence: no change when hyperpolarised, silencing at moderate and unsilencing at strong
-    depolarisation (synsim-model.md §4.6). Result: `ampa_final` and `delta_ampa` on
+    depolarisation (docs/model.md §4.6). Result: `ampa_final` and `delta_ampa` on
     (v_clamp, rho0), plus the recorded trajectories.
     """
     params = _params(params)
@@ -307,6 +307,23 @@ def spiking_neuron(n_inputs: int = 20, rate_hz: float = 20.0, i_ext_pA: float = 
                      attrs={"protocol": "spiking_neuron", "seed": seed, "rate_hz": rate_hz})
 
 
+def tetanus(duration_ms: float = 300.0, params: ModelParams | None = None,
+            backend: Backend = Backend(), simulator=simulate) -> xr.Dataset:
+    """100 Hz release at +40 mV onto a silent and a functional synapse (plasticity on).
+
+    Calcium stays above theta_p, so rho approaches rho_inf along its closed form (the cross-check
+    compares the two).
+    """
+    params = _params(params)
+    _positive("duration_ms", duration_ms, "ms")
+    times = np.arange(0.0, duration_ms - 10.0, 10.0)
+    circuit = Circuit(syn_source=[0, 0], syn_post=[0, 0], n_sources=1, n_post=1, v_hold_mV=40.0,
+                      rho0=[0.0, 0.3])
+    stim = Stimulus.from_times(duration_ms, params.dt_ms, times, np.zeros(times.size, int))
+    return simulator(circuit, stim, params, backend=backend,
+                     record=("calcium", "ampa", "functional"), attrs={"protocol": "tetanus"})
+
+
 def _block(v_mV: float, mg_mM: float) -> float:
     from .kinetics import mg_block
 
@@ -316,7 +333,8 @@ def _block(v_mV: float, mg_mM: float) -> float:
 def run(name: str, **kwargs) -> xr.Dataset:
     """Run a protocol by name (one of PROTOCOLS)."""
     table = {"epsc": epsc, "iv": iv, "pairing": pairing, "stdp": stdp,
-             "minimal_stimulation": minimal_stimulation, "spiking_neuron": spiking_neuron}
+             "minimal_stimulation": minimal_stimulation, "spiking_neuron": spiking_neuron,
+             "tetanus": tetanus}
     if name not in table:
         raise ValueError(f"protocol = {name!r} is unknown: must be one of {PROTOCOLS}")
     return table[name](**kwargs)

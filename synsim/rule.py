@@ -133,7 +133,7 @@ class ReceptorRule:
         return s.theta_p / (s.K * max(q, np.finfo(float).tiny)) * (1 + 1e-9)
 
     def opens_from_rest_when_above_theta_p(self) -> bool:
-        """k >= -ln(1 - rho_sil/rho_inf): the threshold-gate reduction of synsim-model.md §5.5."""
+        """k >= -ln(1 - rho_sil/rho_inf): the threshold-gate reduction of docs/model.md §5.5."""
         s = self.params.synapse
         k = (s.gamma_p + s.gamma_d) * self.params.window_ms / s.tau_rho_ms
         return s.rho_sil < s.rho_inf and k >= -math.log(1.0 - s.rho_sil / s.rho_inf)

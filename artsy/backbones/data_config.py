@@ -2,7 +2,7 @@
 
 timm's data config answers for timm's weights; packaged weights bring their own (the registry
 entry, also written into a built model's ``pretrained_cfg``). EASE feeds ViTs raw [0, 1] pixels
-(no normalisation, method.md §3.1); other backbones (e.g. CNNs) may need these.
+(no normalisation, docs/method.md §3.1); other backbones (e.g. CNNs) may need these.
 """
 
 from __future__ import annotations

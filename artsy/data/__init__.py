@@ -3,7 +3,7 @@
 Every dataset is read into one shape, a `DataSource` (`images`): `train` and `test` image sets
 whose items are (PIL RGB image, ORIGINAL class id), loaded lazily. `TaskData` (`tasks`) applies
 the class order and the task split on top and hands out torch Datasets with remapped labels
-(method.md §11). Each dataset is one module (`cifar`, `tinyimagenet`, `folders`, `synthetic`,
+(docs/method.md §11). Each dataset is one module (`cifar`, `tinyimagenet`, `folders`, `synthetic`,
 `digits`) that reads the official on-disk layout and declares a `DatasetSpec` (`spec`): its name,
 sizes, config keys and checks; `registry` maps `data.name` to it. Every missing or malformed input
 is a one-line `DataError` that names what was expected where, and how to get it.

@@ -1,5 +1,5 @@
 """Class order, label remapping and task splits over a `DataSource`, and the per-task torch
-Datasets a learner trains and evaluates on (method.md §11)."""
+Datasets a learner trains and evaluates on (docs/method.md §11)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .images import DataSource, ImageSet
 from .registry import dataset_spec
 from .transforms import Normalize, ease_transforms
 
-DEFAULT_ORDER_SEED = 1993  # EASE / PILOT / PyCIL / iCaRL (method.md §11.3)
+DEFAULT_ORDER_SEED = 1993  # EASE / PILOT / PyCIL / iCaRL (docs/method.md §11.3)
 
 
 def class_order(n_classes: int, order: Union[str, Sequence[int]] = "seed",
@@ -46,7 +46,7 @@ def _order_problem(order: list, n: int) -> str:
 
 
 def remap_labels(targets: Sequence[int], order: Sequence[int]) -> np.ndarray:
-    """New label = order.index(original), for every target (method.md §11.2)."""
+    """New label = order.index(original), for every target (docs/method.md §11.2)."""
     inverse = np.empty(len(order), dtype=np.int64)
     inverse[np.asarray(order)] = np.arange(len(order))
     return inverse[np.asarray(targets, dtype=np.int64)]

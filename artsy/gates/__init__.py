@@ -1,5 +1,4 @@
-"""The per-task gates m_t over the sub-networks (method.md §7-8, A5-A8; architecture.md, "The
-bridge"), one module per gate, and their registry.
+"""The per-task gates m_t over the sub-networks (docs/method.md §7-8, A5-A8; docs/architecture.md §3), one module per gate, and their registry.
 
 - ``ngai``   (this project): the functional state of a modelled synapse after one presentation
   (ngai.py, with depolarisation.py);

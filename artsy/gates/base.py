@@ -1,4 +1,4 @@
-"""The interface every gate implements, what it is given and what it answers (method.md §7-8).
+"""The interface every gate implements, what it is given and what it answers (docs/method.md §7-8).
 
 The learner calls, per task t: ``add_task`` (the task's frozen features), ``fit`` (train the
 synapses, calibrate), ``consolidate`` (present the task's inputs one by one and return the rows of

@@ -1,5 +1,5 @@
 """Mode ``mlp`` (the paper): m_t = [c_t >= thr], c_t = sigmoid(S_t(h0)), S_t a two-layer MLP on
-the frozen feature h0 = E_0(x) (method.md §7-8, A5-A7)."""
+the frozen feature h0 = E_0(x) (docs/method.md §7-8, A5-A7)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class SynapseMLP(nn.Module):
 
 def train_synapse(mlp: SynapseMLP, pos: torch.Tensor, neg: torch.Tensor, cfg: SynapseConfig,
                   generator: torch.Generator) -> None:
-    """Class-balanced BCE (pos_weight = #neg / #pos), Adam, cfg.epochs passes (method.md §6.5)."""
+    """Class-balanced BCE (pos_weight = #neg / #pos), Adam, cfg.epochs passes (docs/method.md §6.5)."""
     device = next(mlp.parameters()).device
     x = torch.cat([pos, neg]).float()
     y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])

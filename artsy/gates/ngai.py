@@ -1,6 +1,6 @@
 """Mode ``ngai`` (this project): m_t = the functional state of a modelled synapse after one
 presentation from rest (synsim.rule), driven by pre_t = sigmoid(S_t(h0)) and a depolarisation
-signal (architecture.md, "The bridge"; synsim-model.md §5.5)."""
+signal (docs/architecture.md §3; docs/model.md §5.5)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class NgaiGate(MLPGate):
         if not rule.opens_from_rest_when_above_theta_p():
             raise ConfigError(f"config key 'synapse.ngai.delta_ms': a window of "
                               f"{rule.params.window_ms} ms is too short for one presentation "
-                              "to unsilence a synapse (synsim-model.md §5.5)")
+                              "to unsilence a synapse (docs/model.md §5.5)")
 
     def __init__(self, cfg: SynapseConfig, dim: int, n_tasks: int,
                  device: torch.device | str = "cpu") -> None:

@@ -2,12 +2,12 @@
 
 `simulate_brian2(circuit, stimulus, params)` takes the same `Circuit`, `Stimulus` and `ModelParams`
 as `synsim.simulate.simulate` and returns a Dataset with the same variables, dims, coords and units,
-so the two can be compared array by array (synsim-model.md §6: float64, same discretisation).
+so the two can be compared array by array (docs/model.md §6: float64, same discretisation).
 
 Brian2 is an optional extra (``pip install synsim-artsy[brian2]``); it is imported inside the
 function, never at module import.
 
-Formulation (synsim-model.md §7.1, adapted so that both discretisations are reproduced exactly):
+Formulation (docs/model.md §7.1, adapted so that both discretisations are reproduced exactly):
 
 * ``src`` (NeuronGroup, one neuron per synsim *source*): the traces rA, dA, rN, dN (clock-driven
   decays), driven by a SpikeGeneratorGroup ``gen`` with one generator neuron per release event
@@ -25,7 +25,7 @@ Calcium. ``discretisation='zoh'``: ``dc/dt = -c/tau_Ca + kappa*sN_pre*Bn_post`` 
 ``method='exponential_euler'`` (sN_pre and Bn_post are constant over the step for Brian2), which is
 synsim's ZOH update. ``discretisation='exact'``: Brian2's ``method='exact'`` cannot integrate the
 cascade rN, dN -> c when the traces live in another group: it treats ``sN_pre`` as a constant over
-dt, which is the ZOH update again (error 2.8e-3 of the peak at dt = 0.1 ms, synsim-model.md §5.2).
+dt, which is the ZOH update again (error 2.8e-3 of the peak at dt = 0.1 ms, docs/model.md §5.2).
 The exact update is therefore written by superposition: every source integrates, with
 ``method='exact'``, the calcium that one step of its own NMDA drive adds at B = 1,
 ``dq/dt = -q/tau_Ca + kappa*sN`` with q = 0 at the start of each step, and each synapse does

@@ -8,7 +8,6 @@ import pytest
 from artsy import figures
 from artsy.config import load_config
 from artsy.runner import start_run
-from synsim import figures as sf
 from synsim import io
 
 
@@ -41,7 +40,7 @@ def test_figures_draw_the_runs_numbers(runs):
     rates = log.gate_open_rate.transpose("after_task", "input_task", "synapse").values
     for k in range(log.sizes["after_task"]):
         np.testing.assert_array_equal(fig.axes[k].images[0].get_array(), rates[k, :k + 1, :k + 1])
-    fig, _ = sf.fig_trajectories(log)
+    fig, _ = figures.fig_synapse_trajectories(log)
     ampa = log.ampa.transpose("step", "synapse").values
     for j, line in enumerate(fig.axes[0].lines[:ampa.shape[1]]):
         np.testing.assert_array_equal(line.get_ydata(), ampa[:, j])

@@ -1,4 +1,4 @@
-"""The published biology the model must reproduce (synsim-model.md §1, §2, §4.6)."""
+"""The published biology the model must reproduce (docs/model.md §1, §2, §4.6)."""
 
 import numpy as np
 import pytest
@@ -36,6 +36,7 @@ def test_nmda_iv_is_j_shaped_and_ampa_iv_is_linear():
     np.testing.assert_allclose(ds.mg_block.values, kinetics.mg_block(v, 1.0), rtol=1e-14)
 
 
+@pytest.mark.slow
 def test_pairing_voltage_dependence_artola_singer():
     """200 pulses at 2 Hz: none when hyperpolarised, silencing at -20 mV, unsilencing at -10/0 mV."""
     ds = protocols.pairing(frequency_hz=2.0, n_pulses=200, v_clamp_mV=(-40.0, -30.0, -20.0, -10.0,
@@ -45,7 +46,7 @@ def test_pairing_voltage_dependence_artola_singer():
     assert final.loc[-40.0].tolist() == [0.3, 0.0] and final.loc[-30.0].tolist() == [0.3, 0.0]
     assert final.loc[-20.0, 0.3] == pytest.approx(0.001, abs=0.002)  # silenced
     assert final.loc[-20.0, 0.3] < rho_sil and final.loc[-20.0, 0.0] == 0.0
-    for v, expected in ((-10.0, 0.28), (0.0, 0.49)):  # synsim-model.md §4.6 regression fixture
+    for v, expected in ((-10.0, 0.28), (0.0, 0.49)):  # docs/model.md §4.6 regression fixture
         assert final.loc[v, 0.0] == pytest.approx(expected, abs=0.01)
         assert final.loc[v, 0.3] == pytest.approx(expected, abs=0.01)
         assert final.loc[v, 0.0] >= rho_sil  # unsilenced

@@ -6,15 +6,16 @@ import sys
 
 import pytest
 
-pytest.importorskip("brian2")
-
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "synsim.crosscheck", *args],
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
+@pytest.mark.brian2
 def test_full_crosscheck_passes(tmp_path):
+    pytest.importorskip("brian2")
     out = tmp_path / "report.json"
     proc = run_cli("--out", str(out))
     assert proc.returncode == 0, proc.stderr

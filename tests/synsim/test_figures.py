@@ -1,9 +1,10 @@
-"""synsim.figures: every figure is written in every format, and plots exactly the dataset's data."""
+"""synsim.figures: every figure is written in every format, and plots exactly the dataset's data;
+the CLI draws the registry's experiments, run or loaded from a demo run."""
 
 import numpy as np
 import pytest
 
-from synsim import figures, protocols
+from synsim import experiments, figures, protocols
 from synsim.backend import Backend
 
 
@@ -12,9 +13,9 @@ def datasets():
     return {
         "epsc": protocols.epsc((-70.0, 40.0), (0.0, 0.5), duration_ms=100.0),
         "iv": protocols.iv(np.arange(-100.0, 61.0, 20.0), duration_ms=100.0),
-        "calcium": protocols.pairing(5.0, 3, (-20.0, 0.0), (0.3,), record_every_ms=0.5,
+        "pairing_calcium": protocols.pairing(5.0, 3, (-20.0, 0.0), (0.3,), record_every_ms=0.5,
                                      tail_ms=200.0),
-        "plasticity": protocols.pairing(5.0, 5, (-40.0, -20.0, 0.0), (0.3, 0.0),
+        "pairing": protocols.pairing(5.0, 5, (-40.0, -20.0, 0.0), (0.3, 0.0),
                                         record_every_ms=10.0, tail_ms=100.0),
         "stdp": protocols.stdp((-10.0, 10.0), 3, 5.0, record_every_ms=5.0),
         "population": protocols.spiking_neuron(n_inputs=8, rate_hz=20.0, i_ext_pA=450.0,
@@ -24,7 +25,7 @@ def datasets():
 
 
 def test_every_figure_in_every_format(tmp_path, datasets):
-    written = figures.make_all(tmp_path, datasets, brian2=False)
+    written = figures.make_all(tmp_path, datasets)
     assert set(written) == {"epsc", "iv", "calcium_thresholds", "plasticity_vs_voltage",
                             "stdp_window", "silent_fraction", "raster_ampa_heatmap"}
     for paths in written.values():
@@ -52,9 +53,9 @@ def test_figure_data_match_the_datasets(datasets):
     np.testing.assert_array_equal(data["silent -70 mV"], ds.i_syn.sel(post=silent_rest).values)
     _, data = figures.fig_iv(datasets["iv"])
     np.testing.assert_array_equal(data["i_nmda_peak"], datasets["iv"].i_nmda_peak.values)
-    _, data = figures.fig_plasticity_vs_voltage(datasets["plasticity"])
+    _, data = figures.fig_plasticity_vs_voltage(datasets["pairing"])
     np.testing.assert_array_equal(data["delta_ampa rho0=0.3"],
-                                  datasets["plasticity"].delta_ampa.sel(rho0_value=0.3).values)
+                                  datasets["pairing"].delta_ampa.sel(rho0_value=0.3).values)
     _, data = figures.fig_stdp(datasets["stdp"])
     np.testing.assert_array_equal(data["delta_ampa rho0=0"],
                                   datasets["stdp"].delta_ampa.sel(rho0_value=0.0).values)
@@ -64,14 +65,15 @@ def test_figure_data_match_the_datasets(datasets):
     _, data = figures.fig_raster_heatmap(pop)
     np.testing.assert_array_equal(data["ampa"], pop.ampa.values.T)
     np.testing.assert_array_equal(data["release_time"], pop.release_time.values)
-    _, data = figures.fig_calcium(datasets["calcium"])
-    syn = int(datasets["calcium"].synapse[datasets["calcium"].v_clamp == 0.0][0])
+    calcium = datasets["pairing_calcium"]
+    _, data = figures.fig_calcium(calcium)
+    syn = int(calcium.synapse[calcium.v_clamp == 0.0][0])
     np.testing.assert_array_equal(data["calcium +0 mV"],
-                                  datasets["calcium"].calcium.sel(synapse=syn, time=slice(0, 3000)))
+                                  calcium.calcium.sel(synapse=syn, time=slice(0, 3000)))
 
 
 def test_residual_figure(datasets):
-    ours = datasets["calcium"]
+    ours = datasets["pairing_calcium"]
     other = protocols.pairing(5.0, 3, (-20.0, 0.0), (0.3,), record_every_ms=0.5, tail_ms=200.0,
                               backend=Backend("torch", "float32"))
     fig, _ = figures.fig_residuals(ours, other)
@@ -84,3 +86,56 @@ def test_residual_figure(datasets):
 def test_cli_rejects_a_missing_run_dir(tmp_path, capsys):
     assert figures.main([str(tmp_path / "out"), "--from", str(tmp_path / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_trajectories_along_rows_with_boundaries():
+    """A caller's own dimension and phase coordinate: rows evenly spaced, phase changes dotted."""
+    import xarray as xr
+
+    ampa = np.array([[0.0, np.nan], [0.1, np.nan], [0.4, 0.0], [0.5, 0.2]])
+    ds = xr.Dataset({"ampa": (("row", "synapse"), ampa)},
+                    coords={"row": [0, 7, 30, 31], "phase": ("row", [0, 0, 1, 1]),
+                            "synapse": [0, 1]}, attrs={"rho_sil": 0.05})
+    fig, data = figures.fig_trajectories(ds, along="row", boundaries="phase")
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), np.arange(4))
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), ampa[:, 1])
+    assert [line.get_xdata()[0] for line in ax.lines[2:] if line.get_linestyle() == ":"] == [1.5]
+    assert "phase boundaries" in ax.get_xlabel()
+    fig, data = figures.fig_trajectories(ds)  # default: along the variables' own dimension
+    np.testing.assert_array_equal(data["row"], [0, 7, 30, 31])
+
+
+def test_trajectories_of_a_simulation_along_time(datasets):
+    pop = datasets["population"]
+    fig, data = figures.fig_trajectories(pop)
+    np.testing.assert_array_equal(data["time"], pop.time.values)
+    np.testing.assert_array_equal(data["ampa"], pop.ampa.transpose("time", "synapse").values)
+    assert fig.axes[-1].get_xlabel() == figures.label(pop.time)
+
+
+def test_cli_draws_the_registry_experiments(tmp_path, tiny_classic, capsys):
+    assert figures.main([str(tmp_path), "--no-brian2"]) == 0
+    printed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert printed == list(figures.FIGURES)
+    assert {p.stem for p in tmp_path.glob("*.png")} == set(figures.FIGURES)
+
+
+def recording(experiment, name, ran):
+    """`experiment`, noting its name in `ran` when it runs."""
+    def protocol(**kw):
+        ran.append(name)
+        return experiment(**kw)
+    return experiments.Experiment(protocol, {})
+
+
+def test_cli_from_a_demo_run_loads_what_is_there(tmp_path, tiny_classic, monkeypatch):
+    run_dir = tmp_path / "run"
+    for name in ("epsc", "pairing", "population"):
+        experiments.save(tiny_classic[name](), run_dir, name)
+    ran = []
+    for name, experiment in list(tiny_classic.items()):
+        monkeypatch.setitem(tiny_classic, name, recording(experiment, name, ran))
+    assert figures.main([str(tmp_path / "out"), "--from", str(run_dir), "--no-brian2"]) == 0
+    assert sorted(ran) == ["iv", "pairing_calcium", "stdp"]  # the rest came from the run
+    assert {p.stem for p in (tmp_path / "out").glob("*.svg")} == set(figures.FIGURES)

@@ -1,4 +1,4 @@
-"""Analytic checks of the kernels (synsim-model.md §2, §6)."""
+"""Analytic checks of the kernels (docs/model.md §2, §6)."""
 
 import numpy as np
 import pytest

@@ -9,7 +9,7 @@ from .tiny_vit import tiny
 
 
 def test_resolve_weight_tags():
-    # The legacy IN21K name maps to the AugReg IN21K weights (method.md §3.1) ...
+    # The legacy IN21K name maps to the AugReg IN21K weights (docs/method.md §3.1) ...
     assert resolve_model_name("vit_base_patch16_224_in21k") == "vit_base_patch16_224.augreg_in21k"
     # ... while the untagged name means the augreg2 IN21K->IN1K weights in timm >= 0.9.
     assert resolve_model_name("vit_base_patch16_224") == "vit_base_patch16_224.augreg2_in21k_ft_in1k"
