@@ -39,7 +39,8 @@ SUPPORTED = (
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters, e.g. 1,189,632 per EASE adapter set on ViT-B/16 (docs/method.md §3.2)."""
+    """Number of parameters, e.g. 1,189,632 per EASE adapter set on ViT-B/16
+    (docs/method.md §3.2)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 

@@ -195,7 +195,8 @@ def config_path(name_or_path: Union[str, os.PathLike]) -> Union[Path, Traversabl
 
 def load_config(name_or_path: Union[str, os.PathLike],
                 overrides: Sequence[str] = ()) -> Config:
-    """Load the package's configs/NAME.yaml or a YAML path, then apply `key.sub=value` overrides in order."""
+    """Load the package's configs/NAME.yaml or a YAML path, then apply `key.sub=value` overrides
+    in order."""
     path = config_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())

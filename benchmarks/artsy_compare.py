@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def child(config: str, overrides: list[str], answer: Path) -> int:
-    """The measured process: one run through the Python API; writes its run directory to `answer`."""
+    """The measured process: one run through the Python API; its run directory goes to `answer`."""
     from artsy.config import load_config
     from artsy.runner import start_run
 

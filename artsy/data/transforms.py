@@ -1,4 +1,5 @@
-"""The shared train and test transforms (EASE: no mean/std normalisation; docs/method.md §3.1, §10).
+"""The shared train and test transforms (EASE: no mean/std normalisation;
+docs/method.md §3.1, §10).
 
 A dataset with transforms of its own names them in its `DatasetSpec.transforms`.
 """

@@ -1,4 +1,5 @@
-"""The per-task gates m_t over the sub-networks (docs/method.md §7-8, A5-A8; docs/architecture.md §3), one module per gate, and their registry.
+"""The per-task gates m_t over the sub-networks, one module per gate, and their registry
+(docs/method.md §7-8, A5-A8; docs/architecture.md §3).
 
 - ``ngai``   (this project): the functional state of a modelled synapse after one presentation
   (ngai.py, with depolarisation.py);

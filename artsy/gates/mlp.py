@@ -26,7 +26,8 @@ class SynapseMLP(nn.Module):
 
 def train_synapse(mlp: SynapseMLP, pos: torch.Tensor, neg: torch.Tensor, cfg: SynapseConfig,
                   generator: torch.Generator) -> None:
-    """Class-balanced BCE (pos_weight = #neg / #pos), Adam, cfg.epochs passes (docs/method.md §6.5)."""
+    """Class-balanced BCE (pos_weight = #neg / #pos), Adam, cfg.epochs passes
+    (docs/method.md §6.5)."""
     device = next(mlp.parameters()).device
     x = torch.cat([pos, neg]).float()
     y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])

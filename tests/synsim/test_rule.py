@@ -57,7 +57,8 @@ def test_window_is_the_calcium_peak_and_calcium_is_k_pre_b():
 
 
 def test_reduction_to_a_threshold_gate():
-    """From rest, one presentation opens the gate iff K * pre * B > theta_p (docs/model.md §5.5)."""
+    """From rest, one presentation opens the gate iff K * pre * B > theta_p
+    (docs/model.md §5.5)."""
     rule = ReceptorRule()
     assert rule.opens_from_rest_when_above_theta_p()
     u = torch.linspace(0, 1, 41, dtype=torch.float64)[:, None]
