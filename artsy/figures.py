@@ -3,8 +3,8 @@
 For one or more runs (typically one per gate on the same setting): accuracy against tasks for each
 run, the gate open-rate matrices (input task x synapse after each task), and every synapse's
 trajectory (AMPA occupancy and calcium) across tasks. The drawing, style and formats are synsim's
-(`synsim.figures`): the learner's log uses the simulator's variable names, so one plotting code
-serves both — a deliberate exception to "artsy imports only synsim.rule and synsim.io".
+(`synsim.figures`): the learner's log uses the simulator's variable names for the receptor
+state, so one plotting code serves both.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import xarray as xr
 from synsim import figures as sf
 from synsim import io
 
-from .errors import ArtsyError, RunError, one_line
+from .errors import BAD_INPUT, RunError, one_line
 from .rundir import RunDir
 
 
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         written = make_all(args.run_dirs, args.out or args.run_dirs[0] / "figures")
-    except (ArtsyError, FileNotFoundError) as err:
+    except BAD_INPUT as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     for name, paths in written.items():

@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from .adapters import attach_adapters
 from .backbones import build_backbone, feature_dim
-from .config import Config, ConfigError
+from .config import Config
 from .data import TaskData
+from .errors import ConfigError
 from .metrics import EvalResult
 from .prototypes import PrototypeBank, class_means, class_task_index, reweighted_cosine_logits
 from .gates import GateInputs, make_gates

@@ -26,9 +26,7 @@ def dry_run(cfg: Config) -> str:
     except ValueError as e:
         raise DataError(one_line(e)) from e
     gate, beta = cfg.synapse.gate, cfg.prototypes.beta > 0
-    kind = gate_class(gate)
-    kind.check_config(cfg.synapse)  # the gate's own config checks
-    cost = kind.cost(cfg.synapse)  # what the gate reads and runs, from the config alone
+    cost = gate_class(gate).cost(cfg.synapse)  # what the gate reads and runs, from the config
     own = cost.needs_own
     h0 = cost.needs_h0 or beta
     lines = ["resolved config:", yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip(), "",

@@ -25,12 +25,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import runner, seeds  # noqa: E402
 from .config import config_names, config_path, load_config  # noqa: E402
-from .errors import ArtsyError, RunError, one_line  # noqa: E402
-
-
-def bad_input() -> tuple[type[BaseException], ...]:
-    """The errors that are the user's input, reported in one line with exit code 2."""
-    return (ArtsyError, FileNotFoundError, NotImplementedError)
+from .errors import BAD_INPUT, RunError, one_line  # noqa: E402
+from .rundir import RunDir  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -76,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 result = runner.run_seeds(cfg, name, args.stop_after)
             else:
                 result = runner.start_run(cfg, name, args.stop_after)
-    except bad_input() as e:
+    except BAD_INPUT as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -84,7 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     if isinstance(result, runner.SeedsResult):
         print(f"\nseeds finished: {len([r for r in result.runs.values() if r.done])} of "
-              f"{len(result.runs)}; summary in {result.path / seeds.SUMMARY_FILE}")
+              f"{len(result.runs)}; summary in {RunDir(result.path).seeds_summary}")
         print(seeds.table(result.summary))
     else:
         print_outputs(result)

@@ -7,12 +7,18 @@
     metrics.csv              one row per task
     synapses.nc              the synapse-state log (artsy.synapse_log)
     checkpoints/task_XX.pt   per-task checkpoints (artsy.checkpoint)
+
+<run.out_dir>/<name>-seeds-<YYYYmmdd-HHMMSS>/     a multi-seed run (artsy.seeds)
+    summary.json             mean ± std over the finished seeds (written first: it marks the kind)
+    config.yaml              the config with its `seeds` list
+    seed-<N>/                one run directory per seed, as above
 ```
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,9 @@ METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
 SYNAPSE_LOG = "synapses.nc"
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_GLOB = "task_*.pt"
+_CHECKPOINT = re.compile(r"task_(\d+)\.pt")
+SEEDS_SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,20 @@ class RunDir:
 
     def checkpoint(self, task: int) -> Path:
         return self.checkpoints / f"task_{task:02d}.pt"
+
+    def checkpoint_tasks(self) -> dict[int, Path]:
+        """The checkpoints on disk, by task."""
+        return {int(m.group(1)): p for p in self.checkpoints.glob(CHECKPOINT_GLOB)
+                if (m := _CHECKPOINT.fullmatch(p.name))}
+
+    @property
+    def seeds_summary(self) -> Path:
+        """summary.json of a multi-seed run."""
+        return self.path / SEEDS_SUMMARY
+
+    def seed_run(self, seed: int) -> "RunDir":
+        """The run directory of one seed inside a multi-seed run."""
+        return RunDir(self.path / f"seed-{seed}")
 
     def __fspath__(self) -> str:
         return os.fspath(self.path)

@@ -28,7 +28,7 @@ from synsim.files import write_json
 from . import checkpoint, seeds
 from .config import Config, dump_yaml, load_config, source_checkout, to_dict
 from .data import task_data_from_config
-from .errors import DataError, RunError, one_line
+from .errors import CheckpointError, DataError, RunError, one_line
 from .metrics import Metrics
 from .rundir import RunDir, new_run_dir
 from .synapse_log import SynapseLog, log_attrs
@@ -118,6 +118,26 @@ def start_run(cfg: Config, name: str = "run", stop_after: Optional[int] = None,
     The directory is `<run.out_dir>/<run.name or name>-<timestamp>`, or `run_dir` when given (it
     must not exist yet). `progress`: tqdm bars (None: when the output is a terminal).
     """
+    return _start(cfg, name, stop_after, progress, run_dir, resume_hint=None)
+
+
+def resume_run(run_dir: PathLike, stop_after: Optional[int] = None,
+               progress: Optional[bool] = None) -> RunResult:
+    """Continue a run after its last checkpointed task, with its own config.yaml."""
+    return _resume(RunDir(run_dir), stop_after, progress, resume_hint=None)
+
+
+def read_metrics(run_dir: PathLike) -> Metrics:
+    """A run's metrics.json (what the run has finished so far)."""
+    path = RunDir(run_dir).metrics_json
+    if not path.is_file():
+        raise RunError(f"{path} does not exist: expected a run directory written by "
+                       "python -m artsy.run")
+    return Metrics.from_dict(json.loads(path.read_text()))
+
+
+def _start(cfg: Config, name: str, stop_after: Optional[int], progress: Optional[bool],
+           run_dir: Optional[PathLike], resume_hint: Optional[Path]) -> RunResult:
     from .learner import Learner  # torch and timm: only when a run starts
 
     _check_stop_after(stop_after)
@@ -132,25 +152,33 @@ def start_run(cfg: Config, name: str = "run", stop_after: Optional[int] = None,
     dump_yaml(cfg, run_dir.config)
     metrics = Metrics(data.n_tasks, _run_meta(cfg, data, learner))
     print(f"run directory: {run_dir}", flush=True)
-    _learn_tasks(cfg, run_dir, learner, metrics, _log(cfg, run_dir, learner), 0, 0, stop_after)
+    _learn_tasks(cfg, run_dir, learner, metrics, _log(cfg, run_dir, learner), 0, 0, stop_after,
+                 resume_hint or run_dir.path)
     return RunResult(run_dir, metrics)
 
 
-def resume_run(run_dir: PathLike, stop_after: Optional[int] = None,
-               progress: Optional[bool] = None) -> RunResult:
-    """Continue a run after its last checkpointed task, with its own config.yaml."""
+def _resume(run_dir: RunDir, stop_after: Optional[int], progress: Optional[bool],
+            resume_hint: Optional[Path]) -> RunResult:
     from .learner import Learner
 
     _check_stop_after(stop_after)
-    run_dir = RunDir(run_dir)
     if not run_dir.config.is_file():
         raise RunError(f"cannot resume {run_dir}: no {run_dir.config.name} there (is it a run "
                        "directory?)")
     cfg = load_config(run_dir.config)
+    last = checkpoint.last_task(run_dir)
+    if run_dir.metrics_json.is_file():
+        written = read_metrics(run_dir)
+        finished = written.summary()["tasks_done"]
+        if finished == written.n_tasks and (last == finished - 1 or not cfg.run.save_checkpoints):
+            print(f"all {written.n_tasks} tasks of {run_dir} are done")
+            return RunResult(run_dir, written)
+        if last is None and not cfg.run.save_checkpoints:
+            raise RunError(f"cannot resume {run_dir}: it ran with run.save_checkpoints=false and "
+                           f"stopped after {finished} of {written.n_tasks} tasks; start it again")
     data = load_task_data(cfg)
     learner = Learner(cfg, data, progress=progress)
     log = _log(cfg, run_dir, learner)
-    last = checkpoint.last_task(run_dir)
     if last is None:  # nothing finished: start over in the same directory
         metrics, start, step_offset = Metrics(data.n_tasks, _run_meta(cfg, data, learner)), 0, 0
     else:
@@ -158,7 +186,7 @@ def resume_run(run_dir: PathLike, stop_after: Optional[int] = None,
         try:
             learner.load(increments, state["learner"])
         except (ValueError, KeyError, RuntimeError) as e:
-            raise checkpoint.CheckpointError(f"cannot resume from {run_dir}: {one_line(e)}") from e
+            raise CheckpointError(f"cannot resume from {run_dir}: {one_line(e)}") from e
         metrics = Metrics.from_dict(state["metrics"])
         start, step_offset = last + 1, state["step_offset"]
     log.truncate(start)  # drop what a crash between the log write and the checkpoint left
@@ -172,21 +200,14 @@ def resume_run(run_dir: PathLike, stop_after: Optional[int] = None,
         print(f"all {data.n_tasks} tasks of {run_dir} are done")
         return RunResult(run_dir, metrics)
     print(f"resuming {run_dir} at task {start} of {data.n_tasks - 1}", flush=True)
-    _learn_tasks(cfg, run_dir, learner, metrics, log, start, step_offset, stop_after)
+    _learn_tasks(cfg, run_dir, learner, metrics, log, start, step_offset, stop_after,
+                 resume_hint or run_dir.path)
     return RunResult(run_dir, metrics)
 
 
-def read_metrics(run_dir: PathLike) -> Metrics:
-    """A run's metrics.json (what the run has finished so far)."""
-    path = RunDir(run_dir).metrics_json
-    if not path.is_file():
-        raise RunError(f"{path} does not exist: expected a run directory written by "
-                       "python -m artsy.run")
-    return Metrics.from_dict(json.loads(path.read_text()))
-
-
 def _learn_tasks(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: SynapseLog,
-                 start: int, step_offset: int, stop_after: Optional[int]) -> None:
+                 start: int, step_offset: int, stop_after: Optional[int],
+                 resume_hint: Path) -> None:
     """Learn and evaluate tasks start..; after each: metrics, log, checkpoint (in that order)."""
     n_tasks = learner.data.n_tasks
     for t in range(start, n_tasks):
@@ -205,7 +226,7 @@ def _learn_tasks(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: S
                 "step_offset": step_offset})
         if stop_after is not None and t + 1 >= stop_after and t + 1 < n_tasks:
             print(f"stopped after task {t} (--stop-after {stop_after}); continue with "
-                  f"--resume {run_dir}")
+                  f"--resume {resume_hint}")
             return
 
 
@@ -227,8 +248,8 @@ def _log(cfg: Config, run_dir: RunDir, learner) -> SynapseLog:
 
 
 def is_seeds_dir(path: PathLike) -> bool:
-    """A multi-seed run: config.yaml and summary.json beside seed-<N>/ run directories."""
-    return (Path(path) / seeds.SUMMARY_FILE).is_file()
+    """A multi-seed run: summary.json (written first), config.yaml, seed-<N>/ run directories."""
+    return RunDir(path).seeds_summary.is_file()
 
 
 def run_seeds(cfg: Config, name: str = "run", stop_after: Optional[int] = None,
@@ -238,10 +259,10 @@ def run_seeds(cfg: Config, name: str = "run", stop_after: Optional[int] = None,
     _check_stop_after(stop_after)
     cfg = resolve_paths(cfg)
     parent = new_run_dir(cfg.run.out_dir, f"{run_name(cfg, name)}-seeds")
+    _write_summary(cfg, parent, {})  # first: it marks the directory as a multi-seed run
     dump_yaml(cfg, parent.config)
-    _write_summary(cfg, parent.path, {})  # marks the directory as multi-seed from the start
     print(f"multi-seed run directory: {parent} (seeds {cfg.seeds})", flush=True)
-    return _seed_runs(cfg, parent.path, stop_after, progress)
+    return _seed_runs(cfg, parent, stop_after, progress)
 
 
 def resume_seeds(path: PathLike, stop_after: Optional[int] = None,
@@ -252,29 +273,28 @@ def resume_seeds(path: PathLike, stop_after: Optional[int] = None,
     if not parent.config.is_file():
         raise RunError(f"cannot resume {parent}: no {parent.config.name} there (is it a "
                        "multi-seed run directory?)")
-    return _seed_runs(load_config(parent.config), parent.path, stop_after, progress)
+    return _seed_runs(load_config(parent.config), parent, stop_after, progress)
 
 
-def _seed_runs(cfg: Config, parent: Path, stop_after: Optional[int],
+def _seed_runs(cfg: Config, parent: RunDir, stop_after: Optional[int],
                progress: Optional[bool]) -> SeedsResult:
     runs = {}
     for seed in cfg.seeds:
-        run_dir = RunDir(parent / seeds.seed_dir_name(seed))
+        run_dir = parent.seed_run(seed)
         print(f"\n== seed {seed} ({run_dir})", flush=True)
         if run_dir.config.is_file():
-            runs[seed] = resume_run(run_dir, stop_after, progress)
+            runs[seed] = _resume(run_dir, stop_after, progress, resume_hint=parent.path)
         else:
-            runs[seed] = start_run(seeds.seed_config(cfg, seed), stop_after=stop_after,
-                                   progress=progress, run_dir=run_dir)
-    return SeedsResult(parent, runs, _write_summary(cfg, parent, runs))
+            runs[seed] = _start(seeds.seed_config(cfg, seed), "run", stop_after, progress,
+                                run_dir, resume_hint=parent.path)
+    return SeedsResult(parent.path, runs, _write_summary(cfg, parent, runs))
 
 
-def _write_summary(cfg: Config, parent: Path, runs: dict[int, RunResult]) -> dict:
+def _write_summary(cfg: Config, parent: RunDir, runs: dict[int, RunResult]) -> dict:
     """summary.json over the finished seeds; returns the summary."""
     done = {s: r for s, r in runs.items() if r.done}
     summary = seeds.summarize({s: r.metrics.summary() for s, r in done.items()})
-    write_json(parent / seeds.SUMMARY_FILE, {
+    write_json(parent.seeds_summary, {
         "seeds": list(cfg.seeds), "seeds_done": list(done), "std": "sample std, ddof = 1",
         "summary": summary, "curves": {s: r.metrics.curve for s, r in done.items()}})
     return summary
-

@@ -4,7 +4,8 @@ A seed decides everything random in a run, as in PILOT: the class order (`data.s
 `data.class_order` is `seed`) and the training randomness (`run.seed`). The config's `seeds` list
 names the seeds that `python -m artsy.run CONFIG --seeds` runs, one run directory each, and
 `summary.json` beside them holds every seed's numbers and their mean and standard deviation
-(sample std, ddof = 1; 0 for a single seed).
+(sample std, ddof = 1; 0 for a single seed; null where no seed has a finite value, so the file
+stays strict JSON). The layout is artsy.rundir's.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from .config import Config
+from .metrics import fmt
 
-SUMMARY_FILE = "summary.json"
 # metrics.json summary keys reported across seeds
 KEYS = ("avg", "last", "forgetting", "mean_gate_accuracy", "mean_open_gates",
         "eval_forward_passes", "ease_eval_forward_passes", "train_time_s", "eval_time_s")
@@ -29,10 +30,6 @@ def seed_config(cfg: Config, seed: int) -> Config:
                                run=dataclasses.replace(cfg.run, seed=seed))
 
 
-def seed_dir_name(seed: int) -> str:
-    return f"seed-{seed}"
-
-
 def summarize(per_seed: Mapping[int, Mapping[str, float]], keys: Iterable[str] = KEYS) -> dict:
     """{key: {"mean", "std", "per_seed": {seed: value}}} over the seeds' metrics summaries."""
     out = {}
@@ -40,9 +37,10 @@ def summarize(per_seed: Mapping[int, Mapping[str, float]], keys: Iterable[str] =
         values = {int(s): float(m[key]) for s, m in per_seed.items() if key in m}
         arr = np.array(list(values.values()), dtype=float)
         finite = arr[np.isfinite(arr)]
-        mean = float(finite.mean()) if finite.size else math.nan
-        std = float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else math.nan)
-        out[key] = {"mean": mean, "std": std, "per_seed": values}
+        mean = float(finite.mean()) if finite.size else None
+        std = float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else None)
+        out[key] = {"mean": mean, "std": std,
+                    "per_seed": {s: (v if math.isfinite(v) else None) for s, v in values.items()}}
     return out
 
 
@@ -50,6 +48,6 @@ def table(summary: Mapping[str, Mapping]) -> str:
     """One line per key: mean ± std, then every seed's value."""
     lines = []
     for key, s in summary.items():
-        seeds = ", ".join(f"{seed}: {v:.2f}" for seed, v in s["per_seed"].items())
-        lines.append(f"{key:>24}  {s['mean']:9.2f} ± {s['std']:<7.2f} ({seeds})")
+        seeds = ", ".join(f"{seed}: {fmt(v)}" for seed, v in s["per_seed"].items())
+        lines.append(f"{key:>24}  {fmt(s['mean']):>9} ± {fmt(s['std']):<7} ({seeds})")
     return "\n".join(lines)

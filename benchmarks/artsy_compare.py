@@ -1,14 +1,14 @@
 """The four gates on one setting: Avg, Last, forgetting, gate accuracy, open gates, forward passes,
 training and inference time, peak memory; writes JSON and prints a table.
 
-Each gate is its own process (this script with `--child`, which calls `artsy.runner.start_run`; same
-config, overrides and seed), so the peak
-memory is that process's maximum resident set size (`os.wait4` rusage `ru_maxrss`, KiB on
-Linux: the whole process, torch included, not a tracemalloc count of Python objects). Training and
+Each gate is its own process (this script with `--child`, which calls `artsy.runner.start_run`;
+same config, overrides and seed), so the peak memory is that process's maximum resident set size
+(`os.wait4` rusage `ru_maxrss`, KiB on Linux: the whole process, torch included, not a
+tracemalloc count of Python objects). Training and
 inference times are the runs' own per-task wall times summed (metrics.json); the run's total wall
 time (imports and data loading included) is reported apart.
 
-Default: configs/cifar10-images.yaml (the offline CIFAR-10 JPEGs, 5 tasks of 2 classes, 200 train
+Default: the `cifar10-images` config (the offline CIFAR-10 JPEGs, 5 tasks of 2 classes, 200 train
 and 100 test images per class, a 6-block random-init ViT of width 192 on 32-px images, 3 epochs)
 on the CPU; about 10-15 minutes on 2 cores. The backbone has no pre-trained weights offline, so
 absolute accuracies are low: the comparison is between gates, on cost and routing.

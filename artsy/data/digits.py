@@ -6,8 +6,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import DataError
-from .images import ArrayImageSet, DataSource, check_cap, first_per_class, one_line
+from ..errors import DataError, one_line
+from .images import ArrayImageSet, DataSource, check_cap, first_per_class
 from .spec import DatasetSpec
 
 DIGITS_TEST_FRACTION = 0.2  # load_digits: stratified 80/20 split ...

@@ -12,8 +12,8 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
-from ..errors import DataError
-from .images import DataSource, FileImageSet, PathLike, first_n, image_files, one_line
+from ..errors import DataError, one_line
+from .images import DataSource, FileImageSet, PathLike, first_n, image_files
 from .spec import DatasetSpec
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")

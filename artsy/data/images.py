@@ -16,16 +16,12 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ..errors import DataError, one_line
 
 PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".webp", ".tif",
                     ".tiff")
-
-
-def one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 class ImageSet:

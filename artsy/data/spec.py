@@ -25,8 +25,9 @@ class DatasetSpec:
 
     Sizes are given when the dataset fixes them (the official splits), so that a dry run needs no
     file; None means they are counted from the loaded source. `config_keys` are the DataConfig
-    keys only this dataset reads; `check` enforces rules among them at config load time and
-    raises `ConfigError`. `transforms` is None for the shared EASE transforms.
+    keys only this dataset reads (documentation and `downloadable`: another dataset ignores them,
+    it does not refuse them); `check` enforces rules among them at config load time and raises
+    `ConfigError`. `transforms` is None for the shared EASE transforms.
     """
 
     name: str

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from artsy import checkpoint
-from artsy.checkpoint import CheckpointError
+from artsy.errors import CheckpointError
+from artsy.rundir import RunDir
 
 
 def save(run_dir, task):
@@ -32,12 +33,12 @@ def test_a_gap_ends_the_chain_and_later_files_are_removed(tmp_path):
     assert checkpoint.last_task(tmp_path) == 1
     checkpoint.remove_after(tmp_path, 1)
     assert checkpoint.last_task(tmp_path) == 1
-    assert not checkpoint.checkpoint_path(tmp_path, 3).exists()
+    assert not RunDir(tmp_path).checkpoint(3).exists()
 
 
 def test_unreadable_checkpoint_is_a_one_line_error(tmp_path):
     save(tmp_path, 0)
-    checkpoint.checkpoint_path(tmp_path, 0).write_bytes(b"not a checkpoint")
+    RunDir(tmp_path).checkpoint(0).write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*task_00.pt") as info:
         checkpoint.load(tmp_path, 0)
     assert "\n" not in str(info.value)

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from artsy import config as C
-from artsy.config import (Config, ConfigError, apply_overrides, dump_yaml, from_dict, load_config,
-                          to_dict)
+from artsy.config import Config, apply_overrides, dump_yaml, from_dict, load_config, to_dict
+from artsy.errors import ConfigError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "config_minimal.yaml"
 
@@ -267,3 +267,24 @@ def test_every_field_has_a_supported_type():
         if not isinstance(value, dict):
             assert apply_overrides(Config(), [f"{key}={yaml.safe_dump(value).strip()}"]) \
                 == Config(), key
+
+
+def test_a_run_config_written_before_the_removed_keys_still_loads(tmp_path):
+    """config.yaml of older runs holds synapse.input: h0 and prototypes.fusion: concat."""
+    old = to_dict(load_config("tiny-synthetic"))
+    old["synapse"]["input"], old["prototypes"]["fusion"] = "h0", "concat"
+    old["synapse"]["ngai"]["delta_ms"] = 42.4  # the value such runs were made with
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    cfg = load_config(path)
+    assert cfg.synapse.ngai.delta_ms == 42.4 and cfg == apply_overrides(
+        load_config("tiny-synthetic"), ["synapse.ngai.delta_ms=42.4"])
+    old["prototypes"]["fusion"] = "additive"  # never worked: still an unknown key
+    path.write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match="unknown config key 'prototypes.fusion'"):
+        load_config(path)
+
+
+def test_seeds_are_distinct():
+    with pytest.raises(ConfigError, match=r"config key 'seeds': each seed once, got \[1, 1\]"):
+        apply_overrides(Config(), ["seeds=[1, 1]"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from artsy.config import Config, ConfigError, apply_overrides
+from artsy.config import Config, apply_overrides
+from artsy.errors import ConfigError
 from artsy.gates import GateInputs, make_gates
 from artsy.gates.base import apply_fallback
 from artsy.gates.depolarisation import prototype_share

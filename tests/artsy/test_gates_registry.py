@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from artsy.config import Config, ConfigError, apply_overrides, load_config
+from artsy.config import Config, apply_overrides, load_config
+from artsy.errors import ConfigError
 from artsy.data import task_data_from_config
 from artsy.gates import GATES, Gate, make_gates
 from artsy.learner import Learner

@@ -14,14 +14,16 @@ import torch
 
 from artsy import checkpoint
 from artsy.config import load_config
+from artsy.gates import GATES
 from artsy.metrics import without_timings
 from artsy.run import main
+from artsy.rundir import RunDir
 from artsy.runner import resolve_path
 from synsim import io
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
-VARIANTS = {"none": [], "mlp": [], "ngai": [], "oracle": [],
+VARIANTS = {**{gate: [] for gate in GATES},  # every registered gate, then variants of two
             "gaussian": ["synapse.gate=mlp", "synapse.negatives=gaussian"],
             "exemplarfree": ["synapse.gate=ngai", "synapse.negatives=gaussian",
                              "synapse.retrain=new_only"],
@@ -29,7 +31,7 @@ VARIANTS = {"none": [], "mlp": [], "ngai": [], "oracle": [],
 
 
 def run(out, name, *args):
-    gate = [] if name not in ("none", "mlp", "ngai", "oracle") else [f"synapse.gate={name}"]
+    gate = [f"synapse.gate={name}"] if name in GATES else []
     code = main(["tiny-synthetic", f"run.out_dir={out}", f"run.name={name}", *gate,
                  *VARIANTS.get(name, []), *args])
     assert code == 0
@@ -115,7 +117,7 @@ def test_resume_after_stop_reproduces_the_uninterrupted_run(runs, tmp_path):
 def test_resume_after_losing_the_last_checkpoint(runs, tmp_path):
     """A crash after the log and metrics of task 2 but before its checkpoint."""
     copy = Path(shutil.copytree(runs["mlp"], tmp_path / "mlp-copy"))
-    checkpoint.checkpoint_path(copy, 2).unlink()
+    RunDir(copy).checkpoint(2).unlink()
     assert main(["--resume", str(copy)]) == 0
     assert comparable(copy) == comparable(runs["mlp"])
     assert io.load(copy / "synapses.nc").sizes["after_task"] == 3
@@ -152,7 +154,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
     assert not list(tmp_path.iterdir())  # no run directory is left behind
 
 
-def test_relative_roots_resolve_against_the_repo_root(tmp_path, monkeypatch):
+def test_relative_roots_resolve_against_the_source_checkout(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert resolve_path("benchmarks") == str(REPO / "benchmarks")
     (tmp_path / "benchmarks").mkdir()

@@ -81,11 +81,11 @@ def test_several_seeds_resume_to_the_uninterrupted_summary(tmp_path):
     avgs = [r.metrics.summary()["avg"] for r in whole.runs.values()]
     assert whole.summary["avg"]["mean"] == pytest.approx(np.mean(avgs))
     assert whole.summary["avg"]["std"] == pytest.approx(np.std(avgs, ddof=1))
-    written = json.loads((whole.path / seeds.SUMMARY_FILE).read_text())
+    written = json.loads((whole.path / "summary.json").read_text())
     assert written["seeds_done"] == [1, 2] and set(written["summary"]) == set(seeds.KEYS)
 
     part = run_seeds(tiny(tmp_path / "part", "seeds=[1, 2]"), stop_after=1, progress=False)
-    assert not part.done and json.loads((part.path / seeds.SUMMARY_FILE).read_text())[
+    assert not part.done and json.loads((part.path / "summary.json").read_text())[
         "seeds_done"] == []
     resumed = resume_seeds(part.path, progress=False)
     assert resumed.done
@@ -102,4 +102,27 @@ def test_cli_seeds_and_resume_of_a_multi_seed_directory(tmp_path, capsys):
     assert main(["--resume", str(parent)]) == 0
     out = capsys.readouterr().out
     assert "seeds finished: 1 of 1" in out and "avg" in out
-    assert json.loads((parent / seeds.SUMMARY_FILE).read_text())["seeds_done"] == [5]
+    assert json.loads((parent / "summary.json").read_text())["seeds_done"] == [5]
+
+
+def test_a_finished_run_resumes_without_relearning(tmp_path, capsys):
+    done = start_run(tiny(tmp_path, "run.save_checkpoints=false"), progress=False)
+    again = resume_run(done.run_dir, progress=False)
+    assert "are done" in capsys.readouterr().out
+    assert comparable(again.metrics) == comparable(done.metrics)
+
+
+def test_a_stopped_run_without_checkpoints_is_refused(tmp_path):
+    part = start_run(tiny(tmp_path, "run.save_checkpoints=false"), stop_after=1, progress=False)
+    before = part.run_dir.metrics_json.read_bytes()
+    with pytest.raises(RunError, match="run.save_checkpoints=false and stopped after 1 of 3"):
+        resume_run(part.run_dir)
+    assert part.run_dir.metrics_json.read_bytes() == before  # nothing already written is lost
+
+
+def test_multi_seed_stop_hint_names_the_multi_seed_directory(tmp_path, capsys):
+    part = run_seeds(tiny(tmp_path, "seeds=[1, 2]"), stop_after=1, progress=False)
+    hints = [line for line in capsys.readouterr().out.splitlines() if "--resume" in line]
+    assert len(hints) == 2 and all(line.endswith(f"--resume {part.path}") for line in hints)
+    summary = json.loads((part.path / "summary.json").read_text())
+    assert summary["summary"]["avg"] == {"mean": None, "std": None, "per_seed": {}}
