@@ -83,6 +83,9 @@ class DataConfig:
     # "none": raw [0, 1] pixels, as EASE feeds its ViTs; "backbone": the mean/std the backbone's
     # weights were trained with (e.g. EfficientNet-Lite's (255x - 127)/128)
     normalize: Literal["none", "backbone"] = "none"
+    # > 0: evaluate on this share of each class's training images (seeded by data.seed) instead
+    # of the test split, to choose hyper-parameters on training data only (artsy.data.holdout)
+    holdout: float = _f(0.0, 0.0, 0.9)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -119,7 +122,19 @@ class TrainConfig:
 class NgaiConfig:
     """The receptor-rule gate (docs/architecture.md §3; synsim.rule.RuleParams)."""
 
-    depolarisation: Literal["prototype_share", "own_prototype"] = "prototype_share"
+    # presynaptic drive pre_t: a joint T-way scorer on h0 from exact running class statistics,
+    # pre_t = task t's softmax mass (artsy.gates.scorers): "ridge" (RanPAC-style) or "lda"
+    # (shared shrunk covariance); or "mlp", the paper's one-vs-rest MLP synapses. Defaults
+    # chosen on held-out training images (benchmarks/gate_signals.py, docs/method.md §8.3)
+    pre: Literal["ridge", "lda", "mlp"] = "ridge"
+    ridge_lambda: float = _f(2.0, 0.0)  # ridge: lambda / mean diagonal of the Gram matrix
+    ridge_temperature: float = _f(0.05, 0.0)  # ridge: softmax over the class scores
+    lda_shrinkage: float = _f(0.7, 0.0, 1.0)  # lda: weight of the identity in the covariance
+    lda_temperature: float = _f(3.0, 0.0)  # lda: softmax over the class scores
+    random_features: int = _f(0, 0)  # ridge/lda: seeded ReLU random projection width; 0: h0
+    projection_seed: int = 0
+    depolarisation: Literal["prototype_share", "own_prototype", "own_entropy",
+                            "own_similarity"] = "prototype_share"
     prototype_temperature: float = _f(0.1, 0.0)  # softmax over prototype similarities
     target_open_rate: float = _f(0.9, 0.0, 1.0)  # calibration: share of own inputs that open
     calibrate: bool = True
@@ -154,6 +169,16 @@ class PrototypeConfig:
 
 
 @dataclass
+class RanpacConfig:
+    """The RanPAC baseline (method: ranpac; artsy.methods.ranpac): a seeded random ReLU
+    projection of h0 and a ridge read-out of its running Gram statistics."""
+
+    m: int = _f(5000, 1)  # projection width M (RanPAC uses 10000 on ViT-B; 5000 suits the demo)
+    ridge: Optional[float] = _f(None, 0.0)  # lambda; null: chosen per task on held-out inputs
+    val_share: float = _f(0.2, 0.0, 1.0)  # share of the task's training inputs held out for it
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     out_dir: str = "runs"
@@ -164,12 +189,16 @@ class RunConfig:
 
 @dataclass
 class Config:
+    # what learns (artsy.methods.METHODS): artsy (EASE sub-networks behind synapse.gate), or a
+    # frozen-backbone baseline without adapters or gates (simplecil, ranpac)
+    method: str = "artsy"
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     synapse: SynapseConfig = field(default_factory=SynapseConfig)
     prototypes: PrototypeConfig = field(default_factory=PrototypeConfig)
+    ranpac: RanpacConfig = field(default_factory=RanpacConfig)
     run: RunConfig = field(default_factory=RunConfig)
     # the seeds of `python -m artsy.run CONFIG --seeds` (artsy.seeds): one run each
     seeds: list[int] = field(default_factory=lambda: [1993, 1994, 1995])
@@ -213,6 +242,23 @@ def load_config(name_or_path: Union[str, os.PathLike],
 # Keys removed from the schema, with the one value they could take: the config.yaml of a run
 # written before their removal still holds them, and that run must stay resumable.
 RETIRED_KEYS = {("synapse", "input"): "h0", ("prototypes", "fusion"): "concat"}
+# Keys added with a default that changes what a run does, with the behaviour before them. A run's
+# config.yaml is a full dump of the config of its day: a key it lacks takes that old value.
+ADDED_KEYS = {("synapse", "ngai", "pre"): "mlp"}
+
+
+def load_run_config(path: Union[str, os.PathLike]) -> Config:
+    """A run directory's config.yaml, as the run was made (see ADDED_KEYS)."""
+    config = load_config(path)
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    overrides = []
+    for keys, before in ADDED_KEYS.items():
+        section = raw
+        for k in keys[:-1]:
+            section = section.get(k) if isinstance(section, dict) else None
+        if isinstance(section, dict) and keys[-1] not in section:
+            overrides.append(f"{'.'.join(keys)}={before}")
+    return apply_overrides(config, overrides)
 
 
 def _without_retired_keys(raw: Any) -> Any:
@@ -415,8 +461,10 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 def _check_consistency(cfg: Config) -> None:
     """Rules that tie several fields together."""
-    from .gates import gate_class  # here: artsy.gates imports this module
+    from .methods import method_class  # here: both import this module
+    from .gates import gate_class
 
+    method_class(cfg.method).check_config(cfg)
     gate_class(cfg.synapse.gate).check_config(cfg.synapse)
     d = cfg.data
     if not _DEVICE.fullmatch(cfg.train.device):

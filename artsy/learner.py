@@ -198,7 +198,12 @@ class Learner:
     @torch.inference_mode()
     def _task_features(self, task: int):
         """One pass over task t's training images (eval transform): h0 (or None), the labels,
-        and E_i(x) for every subspace i <= t; all float32 on the CPU."""
+        and E_i(x) for every subspace i <= t; all float32 on the CPU.
+
+        Also sets `feature_cosine` (read by artsy.runner): the mean cos(E_t(x), h0) over these
+        inputs, how far the adapters moved the frozen feature. From the features already here: NaN
+        when the run needs no h0 (gates none, oracle with beta 0), because an extra backbone pass
+        would be billed to that gate's training time and passes."""
         dataset = self.data.train_set(task, transform=self.data.test_transform)
         h0s, labels, feats = [], [], [[] for _ in range(task + 1)]
         for x, y in self._bar(self._loader(dataset, self.cfg.run.eval_batch_size),
@@ -211,7 +216,10 @@ class Learner:
                     feats[i].append(self.net(x, task=i).float().cpu())
             labels.append(y)
         h0 = torch.cat(h0s) if self.needs_h0 else None
-        return h0, torch.cat(labels), [torch.cat(f) for f in feats]
+        feats = [torch.cat(f) for f in feats]
+        self.feature_cosine = math.nan if h0 is None or not len(h0) else float(
+            F.cosine_similarity(feats[task].double(), h0.double(), dim=1).mean())
+        return h0, torch.cat(labels), feats
 
     # --- inference ---
     @torch.inference_mode()

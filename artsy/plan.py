@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import yaml
 
+from .methods import method_class
 from .config import Config, to_dict
 from .data import class_order, dataset_shape, task_splits
 from .errors import DataError, one_line
-from .gates import gate_class
+from .gates import GateCost, gate_class
 
 
 def dry_run(cfg: Config) -> str:
@@ -26,17 +27,21 @@ def dry_run(cfg: Config) -> str:
     except ValueError as e:
         raise DataError(one_line(e)) from e
     gate, beta = cfg.synapse.gate, cfg.prototypes.beta > 0
-    cost = gate_class(gate).cost(cfg.synapse)  # what the gate reads and runs, from the config
-    own = cost.needs_own
-    h0 = cost.needs_h0 or beta
+    adapters = method_class(cfg.method).adapters
+    if adapters:  # sub-networks behind gates: what the gate reads and runs, from the config
+        cost = gate_class(gate).cost(cfg.synapse)
+        epochs, h0 = cfg.train.epochs, cost.needs_h0 or beta
+        what = f"gate '{gate}'" + (", which reads every sub-network" if cost.needs_own else "")
+    else:  # E_0 alone: one frozen pass per image, nothing trained, no sub-network runs
+        cost, epochs, h0 = GateCost(fewest_open=0, most_open=0), 0, True
+        what = f"method '{cfg.method}': no adapters, no gates"
     lines = ["resolved config:", yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip(), "",
              f"class order ({d.class_order if isinstance(d.class_order, str) else 'list'}, "
              f"seed {d.seed}): {order}", f"task split: {len(tasks)} tasks"]
     for t, labels in enumerate(tasks):
         lines.append(f"  task {t}: labels {labels[0]}..{labels[-1]} = classes "
                      f"{[order[c] for c in labels]}")
-    lines += ["", f"work per task (forward passes over images; gate '{gate}'"
-              f"{', own_prototype' if own else ''}):",
+    lines += ["", f"work per task (forward passes over images; {what}):",
               f"{'task':>5} {'train img':>10} {'fwd+bwd':>10} {'features':>10} {'test img':>9} "
               f"{'eval':>22} {'EASE eval':>10}"]
     totals = np.zeros(4)
@@ -45,9 +50,9 @@ def dry_run(cfg: Config) -> str:
         n_train = int(train_pc[[order[c] for c in labels]].sum())
         seen_test += int(test_pc[[order[c] for c in labels]].sum())
         s = t + 1
-        fwd_bwd = cfg.train.epochs * n_train
-        feats = n_train * (s + h0)
-        base = seen_test * (h0 or own)
+        fwd_bwd = epochs * n_train
+        feats = n_train * (s * adapters + h0)
+        base = seen_test * h0  # the h0 pass; a gate that reads every sub-network runs them all
         subnet_lo, subnet_hi = cost.eval_passes(s, seen_test)
         lo, hi = base + subnet_lo, base + subnet_hi
         ev = f"{lo}" if lo == hi else f"{lo}..{hi}"

@@ -26,12 +26,12 @@ from typing import Optional, Union
 from synsim.files import write_json
 
 from . import checkpoint, seeds
-from .config import Config, dump_yaml, load_config, source_checkout, to_dict
+from .config import Config, dump_yaml, load_run_config, source_checkout, to_dict
 from .data import task_data_from_config
 from .errors import CheckpointError, DataError, RunError, one_line
 from .metrics import Metrics
 from .rundir import RunDir, new_run_dir
-from .synapse_log import SynapseLog, log_attrs
+from .synapse_log import SynapseLog
 
 PathLike = Union[str, os.PathLike]
 
@@ -138,12 +138,12 @@ def read_metrics(run_dir: PathLike) -> Metrics:
 
 def _start(cfg: Config, name: str, stop_after: Optional[int], progress: Optional[bool],
            run_dir: Optional[PathLike], resume_hint: Optional[Path]) -> RunResult:
-    from .learner import Learner  # torch and timm: only when a run starts
+    from .methods import make_learner  # torch and timm: only when a run starts
 
     _check_stop_after(stop_after)
     cfg = resolve_paths(cfg)
     data = load_task_data(cfg)
-    learner = Learner(cfg, data, progress=progress)
+    learner = make_learner(cfg, data, progress)
     if run_dir is None:
         run_dir = new_run_dir(cfg.run.out_dir, run_name(cfg, name))
     else:
@@ -159,13 +159,13 @@ def _start(cfg: Config, name: str, stop_after: Optional[int], progress: Optional
 
 def _resume(run_dir: RunDir, stop_after: Optional[int], progress: Optional[bool],
             resume_hint: Optional[Path]) -> RunResult:
-    from .learner import Learner
+    from .methods import make_learner
 
     _check_stop_after(stop_after)
     if not run_dir.config.is_file():
         raise RunError(f"cannot resume {run_dir}: no {run_dir.config.name} there (is it a run "
                        "directory?)")
-    cfg = load_config(run_dir.config)
+    cfg = load_run_config(run_dir.config)
     last = checkpoint.last_task(run_dir)
     if run_dir.metrics_json.is_file():
         written = read_metrics(run_dir)
@@ -177,7 +177,7 @@ def _resume(run_dir: RunDir, stop_after: Optional[int], progress: Optional[bool]
             raise RunError(f"cannot resume {run_dir}: it ran with run.save_checkpoints=false and "
                            f"stopped after {finished} of {written.n_tasks} tasks; start it again")
     data = load_task_data(cfg)
-    learner = Learner(cfg, data, progress=progress)
+    learner = make_learner(cfg, data, progress)
     log = _log(cfg, run_dir, learner)
     if last is None:  # nothing finished: start over in the same directory
         metrics, start, step_offset = Metrics(data.n_tasks, _run_meta(cfg, data, learner)), 0, 0
@@ -209,12 +209,16 @@ def _learn_tasks(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: S
                  start: int, step_offset: int, stop_after: Optional[int],
                  resume_hint: Path) -> None:
     """Learn and evaluate tasks start..; after each: metrics, log, checkpoint (in that order)."""
+    from .metrics import peak_memory_mib
+
     n_tasks = learner.data.n_tasks
     for t in range(start, n_tasks):
         res = learner.learn_task(t)
         ev = learner.evaluate(t)
-        metrics.add(t, ev, res.train_time_s, res.train_passes, res.calibration)
-        print(f"\nafter task {t} of {n_tasks - 1} ({cfg.synapse.gate} gates):\n{metrics.table()}",
+        metrics.add(t, ev, res.train_time_s, res.train_passes, res.calibration,
+                    feature_cosine=learner.feature_cosine,
+                    **peak_memory_mib(str(learner.device)))
+        print(f"\nafter task {t} of {n_tasks - 1} ({learner.label}):\n{metrics.table()}",
               flush=True)
         metrics.save(run_dir)
         log.append_task(t, step_offset, res.rows, metrics.gate_open_rate[t],
@@ -231,16 +235,16 @@ def _learn_tasks(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: S
 
 
 def _run_meta(cfg: Config, data, learner) -> dict:
-    return {"name": cfg.run.name, "gate": cfg.synapse.gate, "negatives": cfg.synapse.negatives,
-            "retrain": cfg.synapse.retrain, "dataset": cfg.data.name,
-            "backbone": getattr(learner.net.backbone, "weight_tag", cfg.backbone.name),
-            "device": str(learner.device), "class_order": data.order, "task_classes": data.tasks}
+    """metrics.json's description of the run; the method's own entries come from the learner
+    (artsy: method, gate, negatives, retrain; a baseline: method)."""
+    return {"name": cfg.run.name, **learner.run_meta(), "dataset": cfg.data.name,
+            "backbone": learner.weight_tag, "device": str(learner.device),
+            "class_order": data.order, "task_classes": data.tasks}
 
 
 def _log(cfg: Config, run_dir: RunDir, learner) -> SynapseLog:
-    rule = learner.gates.rule_attrs()
-    return SynapseLog(run_dir.synapse_log, learner.data.n_tasks,
-                      log_attrs(cfg.synapse.gate, to_dict(cfg), rule))
+    """The learner's synapses.nc writer (a method without synapses writes none)."""
+    return learner.synapse_log(run_dir.synapse_log, to_dict(cfg))
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +277,7 @@ def resume_seeds(path: PathLike, stop_after: Optional[int] = None,
     if not parent.config.is_file():
         raise RunError(f"cannot resume {parent}: no {parent.config.name} there (is it a "
                        "multi-seed run directory?)")
-    return _seed_runs(load_config(parent.config), parent, stop_after, progress)
+    return _seed_runs(load_run_config(parent.config), parent, stop_after, progress)
 
 
 def _seed_runs(cfg: Config, parent: RunDir, stop_after: Optional[int],

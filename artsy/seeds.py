@@ -19,9 +19,12 @@ import numpy as np
 from .config import Config
 from .metrics import fmt
 
-# metrics.json summary keys reported across seeds
+# metrics.json summary keys reported across seeds (artsy.metrics: units there)
 KEYS = ("avg", "last", "forgetting", "mean_gate_accuracy", "mean_open_gates",
-        "eval_forward_passes", "ease_eval_forward_passes", "train_time_s", "eval_time_s")
+        "final_task_id_accuracy", "mean_task_id_accuracy", "eval_forward_passes",
+        "ease_eval_forward_passes", "subnetwork_passes_per_image",
+        "ease_subnetwork_passes_per_image", "mean_feature_cosine", "train_time_s", "eval_time_s",
+        "images_per_s", "peak_rss_mib", "peak_cuda_mib")
 
 
 def seed_config(cfg: Config, seed: int) -> Config:

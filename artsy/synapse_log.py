@@ -44,7 +44,7 @@ VOCABULARY: dict[str, tuple[str, str]] = {
     "task": ("1", "task being learned"),
     "synapse_task": ("1", "task of the synapse's sub-network"),
     "gate_open_rate": ("1", "share of inputs for which the gate is open"),
-    "gate_score": ("1", "mean soft gate score c_t = sigmoid(S_t(h0))"),
+    "gate_score": ("1", "mean soft gate score c_t (the gate's release probability pre_t)"),
     "K_eff": ("1", "calibrated peak calcium per release at B = 1 (K * gain_t)"),
     "calibrated_open_rate": ("1", "share of the synapse's own-task training inputs that open it"),
     "after_task": ("1", "evaluation after learning this task"),

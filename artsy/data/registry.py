@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from . import cifar, digits, folders, synthetic, tinyimagenet
+from .holdout import holdout_counts
 from .images import DataSource
 from .spec import DatasetSpec
 
@@ -35,8 +36,13 @@ def load_source(data_cfg: Any) -> DataSource:
 
 def dataset_shape(data_cfg: Any) -> tuple[int, np.ndarray, np.ndarray]:
     """(n_classes, train images per class, test images per class), with the caps applied,
-    reading no files except an image folder's listing (see `DatasetSpec.shape`)."""
-    return dataset_spec(data_cfg.name).shape(data_cfg)
+    reading no files except an image folder's listing (see `DatasetSpec.shape`); with
+    `data.holdout`, the held-out training images are the test images."""
+    n, train, test = dataset_spec(data_cfg.name).shape(data_cfg)
+    if getattr(data_cfg, "holdout", 0):
+        held = holdout_counts(train, data_cfg.holdout)
+        return n, train - held, held
+    return n, train, test
 
 
 def check_data_config(data_cfg: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from torch.utils.data import Dataset
 
+from .holdout import with_holdout
 from .images import DataSource, ImageSet
 from .registry import dataset_spec
 from .transforms import Normalize, ease_transforms
@@ -168,6 +169,8 @@ def task_data_from_config(data_cfg: Any, normalize: Normalize = None) -> TaskDat
     """Dataset, order, split and transforms from an `artsy.config.DataConfig`."""
     spec = dataset_spec(data_cfg.name)
     source = spec.load(data_cfg)
+    if data_cfg.holdout:
+        source = with_holdout(source, data_cfg.holdout, data_cfg.seed)
     train_tf, test_tf = (spec.transforms or ease_transforms)(data_cfg.image_size, normalize)
     return TaskData(source, data_cfg.init_cls, data_cfg.increment, data_cfg.class_order,
                     data_cfg.seed, train_tf, test_tf)

@@ -5,7 +5,9 @@
   (ngai.py, with depolarisation.py);
 - ``none``   (EASE): every seen sub-network is on (none.py);
 - ``mlp``    (the paper): a two-layer MLP per task on h0 = E_0(x) (mlp.py, memory.py);
-- ``oracle`` : the true task's gate only, the upper bound (oracle.py).
+- ``oracle`` : the true task's gate only, the upper bound (oracle.py);
+- ``entropy`` (after TUNA): the sub-network whose prototype prediction has the least entropy
+  (entropy.py).
 
 A new gate is one module with a subclass of ``Gate`` (base.py) plus its entry in ``GATES``: the
 config's `synapse.gate`, the dry run and the benchmarks all read this registry.
@@ -18,13 +20,15 @@ import torch
 from ..config import SynapseConfig
 from ..errors import ConfigError
 from .base import Gate, GateCost, GateDecision, GateInputs
+from .entropy import EntropyGate
 from .mlp import MLPGate
 from .ngai import NgaiGate
 from .none import NoneGate
 from .oracle import OracleGate
 
 # The default first, then the baselines: this order is the one error messages list.
-GATES: dict[str, type[Gate]] = {g.name: g for g in (NgaiGate, NoneGate, MLPGate, OracleGate)}
+GATES: dict[str, type[Gate]] = {g.name: g for g in (NgaiGate, NoneGate, MLPGate, OracleGate,
+                                                    EntropyGate)}
 
 
 def gate_class(name: str) -> type[Gate]:

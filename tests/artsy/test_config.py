@@ -288,3 +288,15 @@ def test_a_run_config_written_before_the_removed_keys_still_loads(tmp_path):
 def test_seeds_are_distinct():
     with pytest.raises(ConfigError, match=r"config key 'seeds': each seed once, got \[1, 1\]"):
         apply_overrides(Config(), ["seeds=[1, 1]"])
+
+
+def test_a_run_config_without_a_later_key_keeps_the_behaviour_of_its_day(tmp_path):
+    """Runs written before synapse.ngai.pre existed used the MLP release; resume keeps it."""
+    old = to_dict(load_config("tiny-synthetic"))
+    del old["synapse"]["ngai"]["pre"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    assert C.load_run_config(path).synapse.ngai.pre == "mlp"
+    assert load_config(path).synapse.ngai.pre == "ridge"  # a user's own file takes the default
+    dump_yaml(load_config("tiny-synthetic"), path)
+    assert C.load_run_config(path).synapse.ngai.pre == "ridge"  # written today: as written

@@ -26,11 +26,11 @@ def test_quick_demo_writes_everything(tmp_path, capsys):
     assert summary["epsc_peak_pA"]["silent -70 mV"] > -2.0  # no AMPA current at rest
     assert len(list((out / "receptors" / "figures").glob("*.png"))) == len(summary["figures"]) >= 7
     record = json.loads((out / "demo.json").read_text())
-    assert set(record["runs"]) == {"ngai", "none"}
+    assert set(record["runs"]) == {"ngai", "none", "ngai-frozen"}
     for run_dir in record["runs"].values():
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
         assert metrics["tasks_done"] == 5 and metrics["backbone"].startswith("tf_efficientnet_lite0")
         assert (Path(run_dir) / "synapses.nc").exists()
     assert {"accuracy", "gate_open_rate_ngai", "synapse_trajectories_ngai"} <= set(record["figures"])
     printed = capsys.readouterr().out
-    assert "Avg" in printed and "Last" in printed and printed.rstrip().splitlines()[-1].startswith("none")
+    assert "Avg" in printed and "Last" in printed and printed.rstrip().splitlines()[-1].startswith("ngai-frozen")

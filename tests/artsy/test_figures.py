@@ -7,7 +7,7 @@ import pytest
 
 from artsy import figures
 from artsy.config import load_config
-from artsy.runner import start_run
+from artsy.runner import run_seeds, start_run
 from synsim import io
 
 
@@ -49,3 +49,61 @@ def test_figures_draw_the_runs_numbers(runs):
 def test_missing_run_dir_is_exit_2(tmp_path, capsys):
     assert figures.main([str(tmp_path / "nope")]) == 2
     assert "metrics.json does not exist" in capsys.readouterr().err
+
+
+def hand_made_summary(curves):
+    """summary.json of a multi-seed run, as artsy.runner writes it (seeds as JSON strings)."""
+    avgs = [float(np.mean(c)) for c in curves.values()]
+    return {"seeds_done": list(curves), "curves": {str(s): c for s, c in curves.items()},
+            "summary": {"avg": {"mean": float(np.mean(avgs)),
+                                "std": float(np.std(avgs, ddof=1)) if len(avgs) > 1 else 0.0}}}
+
+
+def test_seeds_figure_draws_the_mean_and_the_std_band_of_the_seeds():
+    summaries = {"ngai": hand_made_summary({1: [90.0, 80.0, 70.0], 2: [94.0, 70.0, 60.0],
+                                            3: [92.0, 75.0, 68.0]}),
+                 "none": hand_made_summary({1: [91.0, 85.0, 71.0]})}
+    fig, data = figures.fig_seeds(summaries)
+    ax = fig.axes[0]
+    for (name, summary), line, band in zip(summaries.items(), ax.lines, ax.collections):
+        curves = np.array(list(summary["curves"].values()))
+        mean = curves.mean(0)
+        std = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros(3)
+        np.testing.assert_allclose(line.get_ydata(), mean)
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
+        ys = band.get_paths()[0].vertices[:, 1]  # the band's outline: mean - std and mean + std
+        np.testing.assert_allclose([ys.min(), ys.max()], [(mean - std).min(), (mean + std).max()])
+        np.testing.assert_allclose(data[name]["std"], std)
+    assert "3 seeds" in ax.get_legend().get_texts()[0].get_text()
+
+
+@pytest.fixture(scope="module")
+def seed_dirs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seeds")
+    return [run_seeds(load_config("tiny-synthetic", [f"run.out_dir={out}", f"run.name={gate}",
+                                                     f"synapse.gate={gate}", "seeds=[1, 2]",
+                                                     "data.synthetic.n_classes=4"]),
+                      progress=False).path
+            for gate in ("ngai", "none")]
+
+
+def test_cli_draws_multi_seed_directories(seed_dirs, runs, tmp_path, capsys):
+    assert figures.main([*map(str, seed_dirs), str(runs[0]), "--out", str(tmp_path)]) == 0
+    assert "accuracy_seeds:" in capsys.readouterr().out
+    assert (tmp_path / "accuracy_seeds.png").stat().st_size > 1000
+    assert (tmp_path / "accuracy.png").is_file()  # the plain run's figures too
+    assert (tmp_path / "gate_open_rate_ngai.png").is_file()
+    summaries = {s["name"]: s for s in map(figures.load_seeds, seed_dirs)}
+    assert list(summaries) == ["ngai", "none"]  # named by the runs' gate
+    fig, _ = figures.fig_seeds(summaries)
+    for seed_dir, line in zip(seed_dirs, fig.axes[0].lines):
+        curves = [json.loads((seed_dir / f"seed-{s}" / "metrics.json").read_text())["curve"]
+                  for s in (1, 2)]
+        np.testing.assert_allclose(line.get_ydata(), np.mean(curves, axis=0))
+
+
+def test_an_unfinished_multi_seed_directory_is_exit_2(tmp_path, capsys):
+    part = run_seeds(load_config("tiny-synthetic", [f"run.out_dir={tmp_path}", "seeds=[1]"]),
+                     stop_after=1, progress=False)
+    assert figures.main([str(part.path), "--out", str(tmp_path / "figs")]) == 2
+    assert "no finished seed" in capsys.readouterr().err

@@ -17,7 +17,7 @@ VARIANTS["ngai-own"] = ["synapse.gate=ngai", "synapse.ngai.depolarisation=own_pr
 
 
 def test_the_registry_is_the_one_list_of_gates():
-    assert list(GATES) == ["ngai", "none", "mlp", "oracle"]  # the default first
+    assert list(GATES) == ["ngai", "none", "mlp", "oracle", "entropy"]  # the default first
     assert Config().synapse.gate == next(iter(GATES))
     for name, kind in GATES.items():
         assert issubclass(kind, Gate) and kind.name == name

@@ -5,9 +5,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from artsy.metrics import (CSV_COLUMNS, EvalResult, Metrics, accuracy, avg_last, fmt, forgetting,
-                           without_timings)
+from artsy.config import load_config
+from artsy.metrics import (CSV_COLUMNS, TIMING_KEYS, EvalResult, Metrics, accuracy, avg_last, fmt,
+                           forgetting, peak_memory_mib, without_timings)
+from artsy.runner import resume_run, start_run
 
 EASE_CIFAR_B0_INC5_IN21K = [99.4, 98.2, 97.27, 96.45, 96.28, 94.9, 93.26, 92.95, 92.27, 91.0, 90.0,
                             89.98, 89.34, 89.29, 88.4, 86.8, 86.33, 86.1, 86.27, 85.8]
@@ -86,12 +89,98 @@ def test_metrics_from_a_hand_made_evaluation(tmp_path):
     assert "Avg 75.00  Last 75.00" in m.table()
 
 
+def test_cost_drift_and_task_id_keys_of_a_hand_made_evaluation(tmp_path):
+    m = Metrics(2)
+    first = m.add(0, hand_made_eval(0), 2.0, 10, feature_cosine=0.5, peak_rss_mib=100.0)
+    row = m.add(1, hand_made_eval(1), 3.0, 20, feature_cosine=0.7, peak_rss_mib=300.0,
+                peak_cuda_mib=40.0)
+    # task 0: 4 images, open sub-network entries 1+1+1+1 (one seen task); task 1: 9 of 8 images
+    assert first["subnetwork_passes_per_image"] == 1.0 and first["images_per_s"] == 4 / 0.5
+    assert row["subnetwork_passes_per_image"] == 9 / 8 and row["images_per_s"] == 8 / 0.5
+    assert row["feature_cosine"] == 0.7 and math.isnan(first["peak_cuda_mib"])
+    s = m.summary()
+    assert s["final_task_id_accuracy"] == pytest.approx(100 * 7 / 8)
+    assert s["mean_task_id_accuracy"] == pytest.approx((100 + 100 * 7 / 8) / 2)  # 1 -> task 0
+    assert s["subnetwork_passes_per_image"] == (4 + 9) / (4 + 8)  # run totals, not a mean
+    assert s["ease_subnetwork_passes_per_image"] == (4 * 1 + 8 * 2) / 12
+    assert s["images_per_s"] == 12 / 1.0 and s["mean_feature_cosine"] == pytest.approx(0.6)
+    assert s["peak_rss_mib"] == 300.0 and s["peak_cuda_mib"] == 40.0  # the largest, NaN left out
+    m.save(tmp_path)
+    d = json.loads((tmp_path / "metrics.json").read_text())
+    assert d["tasks"][0]["peak_cuda_mib"] is None and Metrics.from_dict(d).to_dict() == d
+    header, cells = (tmp_path / "metrics.csv").read_text().splitlines()[:2]
+    assert dict(zip(header.split(","), cells.split(",")))["peak_cuda_mib"] == ""
+    assert "task-id 87.50%" in m.table() and "CUDA 40 MiB" in m.table()
+
+
+def test_metrics_written_before_the_new_keys_still_summarize_and_save(tmp_path):
+    """A run resumed from an older metrics.json: its rows lack the new per-task keys."""
+    m = Metrics(2)
+    m.add(0, hand_made_eval(0), 2.0, 10, feature_cosine=0.5)
+    old = m.to_dict()
+    for key in ("subnetwork_passes_per_image", "images_per_s", "feature_cosine", "peak_rss_mib",
+                "peak_cuda_mib"):
+        del old["tasks"][0][key]
+    back = Metrics.from_dict(old)
+    back.add(1, hand_made_eval(1), 3.0, 20, feature_cosine=0.7)
+    assert back.summary()["mean_feature_cosine"] == 0.7
+    assert math.isnan(back.summary()["peak_rss_mib"])
+    back.save(tmp_path)
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_peak_memory_is_the_process_max_rss_and_no_cuda_on_the_cpu():
+    import resource
+
+    mem = peak_memory_mib("cpu")
+    assert mem["peak_rss_mib"] == resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert mem["peak_rss_mib"] > 50 and math.isnan(mem["peak_cuda_mib"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_peak_cuda_memory_is_torchs_peak_allocation():
+    x = torch.ones(64, 2**20, device="cuda")  # 256 MiB
+    assert peak_memory_mib("cuda")["peak_cuda_mib"] >= 256
+    del x
+
+
+def test_a_run_records_feature_drift_and_memory_per_task(tmp_path):
+    """Frozen adapters (train.epochs=0) are zero: E_t = E_0, cosine 1; trained ones move; gates
+    that never compute h0 give NaN rather than pay a backbone pass."""
+    def run(*overrides):
+        cfg = load_config("tiny-synthetic", [f"run.out_dir={tmp_path}", *overrides])
+        return start_run(cfg, progress=False).metrics
+
+    frozen, trained = run("train.epochs=0"), run("synapse.gate=mlp", "run.save_checkpoints=false")
+    for row in frozen.rows:
+        assert row["feature_cosine"] == pytest.approx(1.0, abs=1e-9)
+        assert row["peak_rss_mib"] > 50 and math.isnan(row["peak_cuda_mib"])
+    assert all(0 < r["feature_cosine"] < 1 for r in trained.rows)
+    assert trained.rows[-1]["subnetwork_passes_per_image"] == pytest.approx(
+        trained.rows[-1]["eval_subnetwork_passes"] / trained.rows[-1]["n_test"])
+    none = run("synapse.gate=none", "data.synthetic.n_classes=2", "run.save_checkpoints=false")
+    assert math.isnan(none.rows[0]["feature_cosine"])
+    assert none.summary()["subnetwork_passes_per_image"] == 1.0
+
+
+def test_a_resumed_run_differs_only_in_timing_keys(tmp_path):
+    cfg = load_config("tiny-synthetic", [f"run.out_dir={tmp_path}", "data.synthetic.n_classes=4"])
+    part = start_run(cfg, stop_after=1, progress=False)
+    resumed = resume_run(part.run_dir, progress=False).metrics.to_dict()
+    whole = start_run(cfg, progress=False).metrics.to_dict()
+    assert without_timings(resumed) == without_timings(whole)
+    assert {"images_per_s", "peak_rss_mib", "peak_cuda_mib"} <= set(TIMING_KEYS)
+
+
 def test_tasks_are_added_in_order():
     m = Metrics(2)
     with pytest.raises(ValueError, match="cannot add task 1"):
         m.add(1, hand_made_eval(1), 0.0, 0)
 
 
-def test_without_timings_drops_only_wall_times():
-    d = {"avg": 1.0, "train_time_s": 3.0, "tasks": [{"eval_time_s": 1.0, "accuracy": 2.0}]}
-    assert without_timings(d) == {"avg": 1.0, "tasks": [{"accuracy": 2.0}]}
+def test_without_timings_drops_only_wall_times_and_what_follows_from_them():
+    d = {"avg": 1.0, "train_time_s": 3.0, "tasks": [{"eval_time_s": 1.0, "accuracy": 2.0,
+                                                     "images_per_s": 9.0, "peak_rss_mib": 5.0}],
+         "peak_cuda_mib": 1.0, "feature_cosine": 0.9}
+    assert without_timings(d) == {"avg": 1.0, "tasks": [{"accuracy": 2.0}],
+                                  "feature_cosine": 0.9}

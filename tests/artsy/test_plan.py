@@ -29,7 +29,7 @@ def test_evaluation_passes_follow_the_gate_cost(gate):
         assert int(train) == 48 and int(fwd_bwd) == 48 * cfg.train.epochs
         assert int(test) == 24 * (t + 1) and int(ease) == (t + 1) * int(test)
         lo, hi = cost.eval_passes(t + 1, int(test))
-        h0 = int(test) if (cost.needs_h0 or cost.needs_own) else 0
+        h0 = int(test) if cost.needs_h0 else 0
         assert ev == (f"{lo + h0}" if lo == hi else f"{lo + h0}..{hi + h0}")
         assert int(feats) == int(train) * (t + 1 + cost.needs_h0)
 

@@ -21,7 +21,7 @@ def test_train_transform_is_eases():
     assert x[0].mean() == pytest.approx(1.0) and x[1].mean() == pytest.approx(128 / 255)
 
 
-@pytest.mark.parametrize("size, resize", [(224, 256), (32, 36), (64, 73)])
+@pytest.mark.parametrize("size, resize", [(224, 256), (64, 73)])
 def test_test_transform_is_eases(size, resize):
     tf = eval_transform(size)
     r, crop, to_tensor = tf.transforms
@@ -30,6 +30,17 @@ def test_test_transform_is_eases(size, resize):
     assert isinstance(crop, T.CenterCrop) and crop.size == (size, size)
     assert isinstance(to_tensor, T.ToTensor)
     assert tf(Image.new("RGB", (64, 48))).shape == (3, size, size)
+
+
+@pytest.mark.parametrize("size", [32, 16])
+def test_small_inputs_of_the_input_size_are_not_resized_as_in_pilot(size):
+    """PILOT's EASE resizes test images only above 32 px: CIFAR's images go in as they are."""
+    img = load_synthetic(n_classes=2, image_size=size).test[0][0]
+    torch.testing.assert_close(eval_transform(size)(img), T.ToTensor()(img))
+    other = Image.new("RGB", (64, 48), (10, 200, 30))  # another size: resized and cropped as above
+    old = T.Compose([T.Resize(int(size * 256 / 224), interpolation=T.InterpolationMode.BICUBIC),
+                     T.CenterCrop(size), T.ToTensor()])
+    torch.testing.assert_close(eval_transform(size)(other), old(other))
 
 
 def test_normalize_option():
