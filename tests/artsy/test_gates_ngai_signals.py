@@ -256,11 +256,12 @@ def test_signal_config_errors_are_one_line(overrides, fields, match):
 
 
 def test_the_default_release_is_the_ridge_scorer_chosen_on_held_out_training_data():
-    """benchmarks/gate_signals.py chose it; its recorded result names these overrides."""
+    """benchmarks/gate_signals.py chose it; its result, kept in benchmarks/recorded/, names these
+    overrides."""
     ngai = Config().synapse.ngai
     assert (ngai.pre, ngai.ridge_lambda, ngai.ridge_temperature) == ("ridge", 2.0, 0.05)
     assert (ngai.depolarisation, ngai.prototype_temperature) == ("prototype_share", 0.1)
-    path = Path(__file__).resolve().parents[2] / "benchmarks/results/gate_signals.json"
+    path = Path(__file__).resolve().parents[2] / "benchmarks/recorded/gate_signals.json"
     chosen = json.loads(path.read_text())["chosen"]
     assert chosen["is_the_default"]
     assert apply_overrides(Config(), [f"synapse.{o}" for o in chosen["overrides"]]) == Config()
