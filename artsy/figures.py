@@ -184,8 +184,18 @@ def make_all(run_dirs, out_dir: Path) -> dict:
 
 
 def _unique(name: str, taken: dict, run_dir) -> str:
-    """`name`, or "name (<directory>)" when two directories share a gate."""
-    return f"{name} ({Path(run_dir).name})" if name in taken else name
+    """`name`; when two directories share a gate, the later one's own run name (run.name, e.g.
+    the demo's "ngai-frozen") if that is new, else "name (<directory>)"."""
+    if name not in taken:
+        return name
+    own = _run_name(run_dir)
+    return own if own and own not in taken else f"{name} ({Path(run_dir).name})"
+
+
+def _run_name(run_dir) -> str:
+    """The run.name in a run directory's metrics.json ('' when there is none)."""
+    path = RunDir(run_dir).metrics_json
+    return json.loads(path.read_text()).get("name", "") if path.is_file() else ""
 
 
 def main(argv=None) -> int:

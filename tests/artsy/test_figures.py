@@ -107,3 +107,14 @@ def test_an_unfinished_multi_seed_directory_is_exit_2(tmp_path, capsys):
                      stop_after=1, progress=False)
     assert figures.main([str(part.path), "--out", str(tmp_path / "figs")]) == 2
     assert "no finished seed" in capsys.readouterr().err
+
+
+def test_two_runs_of_one_gate_are_told_apart_by_their_run_names(tmp_path):
+    taken = {"ngai": None}
+    named, unnamed = tmp_path / "ngai-frozen-1", tmp_path / "other-2"
+    for d, name in ((named, "ngai-frozen"), (unnamed, "ngai")):
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"gate": "ngai", "name": name}))
+    assert figures._unique("ngai", taken, named) == "ngai-frozen"  # the demo's frozen row
+    assert figures._unique("ngai", taken, unnamed) == "ngai (other-2)"  # same run name: folder
+    assert figures._unique("none", taken, unnamed) == "none"
