@@ -87,6 +87,8 @@ class TaskResult:
 class Learner:
     """EASE + gates on a frozen backbone; `learn_task(t)` then `evaluate(t)`, for t = 0, 1, ..."""
 
+    feature_cosine = math.nan  # mean cos(E_t(x), h0) of the last learned task (_task_features)
+
     def __init__(self, cfg: Config, data: TaskData, progress: Optional[bool] = None) -> None:
         self.cfg, self.data = cfg, data
         self.device = resolve_device(cfg.train.device)

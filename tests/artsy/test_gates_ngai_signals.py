@@ -17,27 +17,17 @@ from artsy.errors import ConfigError
 from artsy.gates import GateInputs, make_gates
 from artsy.gates.depolarisation import own_entropy, own_signal, own_similarity
 from artsy.gates.scorers import JointScorer
-from artsy.metrics import without_timings
 from artsy.prototypes import PrototypeBank, class_means, class_task_index
 from artsy.run import main
 from synsim import io
+
+from .test_gates import blobs, synapse_cfg
+from .test_run import comparable, run
 
 torch.set_num_threads(1)
 DIM, PER_CLASS = 8, 60
 TASKS = [[0, 1], [2, 3], [4, 5]]
 CLASS_TASK = class_task_index(TASKS)
-
-
-def synapse_cfg(*overrides):
-    return apply_overrides(Config(), [f"synapse.{o}" for o in overrides]).synapse
-
-
-def blobs(seed=0):
-    """h0 features, one Gaussian blob per class; `own` = a noisy copy per sub-network."""
-    g = torch.Generator().manual_seed(seed)
-    centres = 4 * torch.randn(6, DIM, generator=g)
-    labels = torch.arange(6).repeat_interleave(PER_CLASS)
-    return centres[labels] + torch.randn(len(labels), DIM, generator=g), labels
 
 
 def fitted(*overrides, upto=2, seed=0):
@@ -268,19 +258,6 @@ def test_the_default_release_is_the_ridge_scorer_chosen_on_held_out_training_dat
 
 
 # --- end to end: the learner, the log, resume --------------------------------------------------
-
-
-def run(out, name, *args):
-    code = main(["tiny-synthetic", f"run.out_dir={out}", f"run.name={name}", *args])
-    assert code == 0
-    (run_dir,) = Path(out).glob(f"{name}-*")
-    return run_dir
-
-
-def comparable(run_dir):
-    d = without_timings(json.loads((run_dir / "metrics.json").read_text()))
-    d.pop("name")
-    return d
 
 
 def test_exemplar_free_ridge_run_resumes_identically(tmp_path):
