@@ -232,6 +232,12 @@ def load_config(name_or_path: Union[str, os.PathLike],
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path} ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:120]}): give a readable YAML file") from None
+    if raw is None:
+        raise ConfigError(f"{path} is empty: give the keys to change (e.g. data.name: cifar10), "
+                          "or use a config name such as cifar100")
     try:
         cfg = from_dict(_without_retired_keys(raw))
     except ConfigError as e:

@@ -24,7 +24,7 @@ from synsim import figures as sf
 from synsim import io
 
 from .errors import BAD_INPUT, RunError, one_line
-from .rundir import RunDir
+from .rundir import RunDir, check_writable
 
 MARKERS = "os^vDP*Xph"  # one per line, repeated past ten lines
 
@@ -35,9 +35,27 @@ def load_run(run_dir: Path) -> tuple[dict, xr.Dataset | None]:
     if not run_dir.metrics_json.exists():
         raise RunError(f"{run_dir.metrics_json} does not exist: expected a run directory written "
                        "by python -m artsy.run")
-    metrics = json.loads(run_dir.metrics_json.read_text())
+    metrics = read_json(run_dir.metrics_json)
     log = run_dir.synapse_log
-    return metrics, (io.load(log) if log.exists() else None)
+    if not log.exists():
+        return metrics, None
+    try:
+        return metrics, io.load(log)
+    except Exception as e:  # any unreadable file: the message names it and the fix
+        raise RunError(f"cannot read the synapse log {log} ({type(e).__name__}: "
+                       f"{one_line(e)[:120]}): rerun or resume the run that wrote it") from None
+
+
+def read_json(path: Path) -> dict:
+    """A run's JSON file (metrics.json, summary.json); one line naming it when unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunError(f"cannot read {path} ({type(e).__name__}: {one_line(e)[:120]}): rerun "
+                       "or resume the run that wrote it") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path} holds no JSON object: rerun or resume the run that wrote it")
+    return data
 
 
 def fig_accuracy(runs: dict[str, dict]):
@@ -63,12 +81,12 @@ def fig_accuracy(runs: dict[str, dict]):
 
 def load_seeds(path: Path) -> dict:
     """summary.json of a multi-seed run, with `name`: the gate of its runs (else the folder)."""
-    summary = json.loads(RunDir(path).seeds_summary.read_text())
+    summary = read_json(RunDir(path).seeds_summary)
     name = Path(path).name
     for seed in summary.get("seeds_done", []):
         metrics = RunDir(path).seed_run(seed).metrics_json
         if metrics.is_file():
-            name = run_label(json.loads(metrics.read_text()), path)
+            name = run_label(read_json(metrics), path)
             break
     return {**summary, "name": name}
 
@@ -165,6 +183,7 @@ def make_all(run_dirs, out_dir: Path) -> dict:
         metrics, log = load_run(run_dir)
         name = _unique(run_label(metrics, run_dir), runs, run_dir)
         runs[name], logs[name] = metrics, log
+    check_writable(out_dir, "--out")  # every input read, nothing drawn yet
     jobs = {"accuracy": lambda: fig_accuracy(runs)} if runs else {}
     if multi:
         jobs["accuracy_seeds"] = lambda: fig_seeds(multi)
@@ -195,7 +214,7 @@ def _unique(name: str, taken: dict, run_dir) -> str:
 def _run_name(run_dir) -> str:
     """The run.name in a run directory's metrics.json ('' when there is none)."""
     path = RunDir(run_dir).metrics_json
-    return json.loads(path.read_text()).get("name", "") if path.is_file() else ""
+    return read_json(path).get("name", "") if path.is_file() else ""
 
 
 def main(argv=None) -> int:

@@ -8,14 +8,17 @@ config.yaml, metrics.json and .csv, synapses.nc, checkpoints/), updated after ev
 with the same metrics as an uninterrupted run (wall times aside). `--seeds` runs the config once per
 entry of its `seeds` list (artsy.seeds) and writes the mean ± std summary. `--dry-run` prints the
 config, the class order, the task split and the work per task (artsy.plan). Bad input is one line
-on stderr, exit code 2.
+on stderr, exit code 2. Ctrl-C or SIGTERM stops the run (exit 130 or 143) and names the directory
+to resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -23,10 +26,19 @@ from typing import Optional, Sequence
 # slower (docs/environment.md §8.3). Set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import runner, seeds  # noqa: E402
 from .config import config_names, config_path, load_config  # noqa: E402
 from .errors import BAD_INPUT, RunError, one_line  # noqa: E402
 from .rundir import RunDir  # noqa: E402
+
+EXIT_CODE = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where the run is so that it stops as Ctrl-C does."""
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise Stopped()
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -48,37 +60,29 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if in_main_thread else None
     try:
-        if args.resume:
-            if args.config or args.overrides or args.dry_run or args.seeds:
-                raise RunError("--resume RUN_DIR takes no config, overrides, --dry-run or --seeds: "
-                               "the run continues with RUN_DIR/config.yaml")
-            if runner.is_seeds_dir(args.resume):
-                result = runner.resume_seeds(args.resume, args.stop_after)
-            else:
-                result = runner.resume_run(args.resume, args.stop_after)
-        else:
-            if not args.config:
-                raise RunError("give a config name or path (or --resume RUN_DIR); configs: "
-                               + ", ".join(config_names()))
-            name = Path(str(config_path(args.config))).stem
-            cfg = load_config(args.config, args.overrides)
-            if args.dry_run:
-                from .plan import dry_run
-
-                print(dry_run(runner.resolve_paths(cfg)))
-                return 0
-            if args.seeds:
-                result = runner.run_seeds(cfg, name, args.stop_after)
-            else:
-                result = runner.start_run(cfg, name, args.stop_after)
+        result = _run(args)
     except BAD_INPUT as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; continue with --resume RUN_DIR", file=sys.stderr)
-        return 130
-    if isinstance(result, runner.SeedsResult):
+    except KeyboardInterrupt as e:
+        where = getattr(e, "resume_from", None) or args.resume  # runner.RunInterrupted's
+        sigterm = isinstance(e, Stopped) or isinstance(e.__cause__, Stopped)
+        what = "stopped (SIGTERM)" if sigterm else "interrupted"
+        hint = (f"continue with python -m artsy.run --resume {where}" if where
+                else "before the run directory was made: nothing to resume")
+        print(f"\n{what}; {hint}", file=sys.stderr)
+        return EXIT_CODE[signal.SIGTERM if sigterm else signal.SIGINT]
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    if result is None:
+        return 0
+    from . import seeds
+
+    if isinstance(result, runner_module().SeedsResult):
         print(f"\nseeds finished: {len([r for r in result.runs.values() if r.done])} of "
               f"{len(result.runs)}; summary in {RunDir(result.path).seeds_summary}")
         print(seeds.table(result.summary))
@@ -87,7 +91,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def print_outputs(result: runner.RunResult) -> None:
+def runner_module():
+    """artsy.runner, imported when a run starts: it brings torch (seconds), and an interrupt
+    during that import must end like any other (one line, not a traceback)."""
+    from . import runner
+
+    return runner
+
+
+def _run(args: argparse.Namespace):
+    """The run, the resumed run or the dry run the arguments ask for (None: printed already)."""
+    if args.resume:
+        if args.config or args.overrides or args.dry_run or args.seeds:
+            raise RunError("--resume RUN_DIR takes no config, overrides, --dry-run or --seeds: "
+                           "the run continues with RUN_DIR/config.yaml")
+        runner = runner_module()
+        if runner.is_seeds_dir(args.resume):
+            return runner.resume_seeds(args.resume, args.stop_after)
+        return runner.resume_run(args.resume, args.stop_after)
+    if not args.config:
+        raise RunError("give a config name or path (or --resume RUN_DIR); configs: "
+                       + ", ".join(config_names()))
+    name = Path(str(config_path(args.config))).stem
+    cfg = load_config(args.config, args.overrides)
+    runner = runner_module()
+    if args.dry_run:
+        from .plan import dry_run
+
+        print(dry_run(runner.resolve_paths(cfg)))
+        return None
+    if args.seeds:
+        return runner.run_seeds(cfg, name, args.stop_after)
+    return runner.start_run(cfg, name, args.stop_after)
+
+
+def print_outputs(result) -> None:
+    """The files of a finished (or stopped) run and its table."""
     run_dir = result.run_dir
     print(f"\noutputs in {run_dir}:")
     for path in (run_dir.config, run_dir.metrics_json, run_dir.metrics_csv, run_dir.synapse_log,

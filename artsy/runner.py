@@ -25,15 +25,23 @@ from typing import Optional, Union
 
 from synsim.files import write_json
 
-from . import checkpoint, seeds
+from . import checkpoint, fingerprint, seeds
 from .config import Config, dump_yaml, load_run_config, source_checkout, to_dict
 from .data import task_data_from_config
 from .errors import CheckpointError, DataError, RunError, one_line
 from .metrics import Metrics
-from .rundir import RunDir, new_run_dir
+from .rundir import RunDir, check_writable, create_run_dir, new_run_dir
 from .synapse_log import SynapseLog
 
 PathLike = Union[str, os.PathLike]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, in the CLI) during a run: `resume_from` is what --resume takes."""
+
+    def __init__(self, resume_from: Path) -> None:
+        super().__init__(str(resume_from))
+        self.resume_from = resume_from
 
 
 @dataclass
@@ -133,7 +141,11 @@ def read_metrics(run_dir: PathLike) -> Metrics:
     if not path.is_file():
         raise RunError(f"{path} does not exist: expected a run directory written by "
                        "python -m artsy.run")
-    return Metrics.from_dict(json.loads(path.read_text()))
+    try:
+        return Metrics.from_dict(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"cannot read {path} ({type(e).__name__}: {one_line(e)[:120]}): resume "
+                       "the run to rebuild it from its checkpoints") from None
 
 
 def _start(cfg: Config, name: str, stop_after: Optional[int], progress: Optional[bool],
@@ -142,14 +154,22 @@ def _start(cfg: Config, name: str, stop_after: Optional[int], progress: Optional
 
     _check_stop_after(stop_after)
     cfg = resolve_paths(cfg)
+    if run_dir is None:  # every check before the slow part (data, model) and before any file
+        check_writable(cfg.run.out_dir)
+    else:
+        check_writable(Path(run_dir).parent, "the run directory's parent")
     data = load_task_data(cfg)
     learner = make_learner(cfg, data, progress)
+    record = fingerprint.run_fingerprint(cfg, data, learner)
+
+    def write(staging: RunDir) -> None:
+        dump_yaml(cfg, staging.config)
+        fingerprint.save(staging, record)
+
     if run_dir is None:
-        run_dir = new_run_dir(cfg.run.out_dir, run_name(cfg, name))
+        run_dir = new_run_dir(cfg.run.out_dir, run_name(cfg, name), write)
     else:
-        run_dir = RunDir(run_dir)
-        run_dir.path.mkdir(parents=True)
-    dump_yaml(cfg, run_dir.config)
+        run_dir = create_run_dir(run_dir, write)
     metrics = Metrics(data.n_tasks, _run_meta(cfg, data, learner))
     print(f"run directory: {run_dir}", flush=True)
     _learn_tasks(cfg, run_dir, learner, metrics, _log(cfg, run_dir, learner), 0, 0, stop_after,
@@ -166,9 +186,17 @@ def _resume(run_dir: RunDir, stop_after: Optional[int], progress: Optional[bool]
         raise RunError(f"cannot resume {run_dir}: no {run_dir.config.name} there (is it a run "
                        "directory?)")
     cfg = load_run_config(run_dir.config)
+    recorded = fingerprint.load(run_dir)
+    if recorded is not None:  # a changed config is refused before the slow part
+        fingerprint.check(run_dir, recorded, fingerprint.config_fingerprint(cfg))
     last = checkpoint.last_task(run_dir)
+    written = None
     if run_dir.metrics_json.is_file():
-        written = read_metrics(run_dir)
+        try:
+            written = read_metrics(run_dir)
+        except RunError as e:  # the checkpoints hold the metrics: they are rewritten below
+            print(f"note: {one_line(e)}; rebuilding it", flush=True)
+    if written is not None:
         finished = written.summary()["tasks_done"]
         if finished == written.n_tasks and (last == finished - 1 or not cfg.run.save_checkpoints):
             print(f"all {written.n_tasks} tasks of {run_dir} are done")
@@ -178,6 +206,9 @@ def _resume(run_dir: RunDir, stop_after: Optional[int], progress: Optional[bool]
                            f"stopped after {finished} of {written.n_tasks} tasks; start it again")
     data = load_task_data(cfg)
     learner = make_learner(cfg, data, progress)
+    fingerprint.check(run_dir, recorded, fingerprint.run_fingerprint(cfg, data, learner))
+    for tmp in run_dir.temporaries():  # left by a kill during an atomic write
+        tmp.unlink(missing_ok=True)
     log = _log(cfg, run_dir, learner)
     if last is None:  # nothing finished: start over in the same directory
         metrics, start, step_offset = Metrics(data.n_tasks, _run_meta(cfg, data, learner)), 0, 0
@@ -208,7 +239,16 @@ def _resume(run_dir: RunDir, stop_after: Optional[int], progress: Optional[bool]
 def _learn_tasks(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: SynapseLog,
                  start: int, step_offset: int, stop_after: Optional[int],
                  resume_hint: Path) -> None:
-    """Learn and evaluate tasks start..; after each: metrics, log, checkpoint (in that order)."""
+    """Learn and evaluate tasks start..; after each: metrics, log, checkpoint (in that order).
+    An interrupt becomes RunInterrupted with the directory to resume."""
+    try:
+        _learn(cfg, run_dir, learner, metrics, log, start, step_offset, stop_after, resume_hint)
+    except KeyboardInterrupt as e:
+        raise RunInterrupted(resume_hint) from e
+
+
+def _learn(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: SynapseLog, start: int,
+           step_offset: int, stop_after: Optional[int], resume_hint: Path) -> None:
     from .metrics import peak_memory_mib
 
     n_tasks = learner.data.n_tasks
@@ -262,9 +302,13 @@ def run_seeds(cfg: Config, name: str = "run", stop_after: Optional[int] = None,
     then summary.json (mean ± std and every seed's numbers; artsy.seeds)."""
     _check_stop_after(stop_after)
     cfg = resolve_paths(cfg)
-    parent = new_run_dir(cfg.run.out_dir, f"{run_name(cfg, name)}-seeds")
-    _write_summary(cfg, parent, {})  # first: it marks the directory as a multi-seed run
-    dump_yaml(cfg, parent.config)
+
+    def write(staging: RunDir) -> None:
+        _write_summary(cfg, staging, {})  # it marks the directory as a multi-seed run
+        dump_yaml(cfg, staging.config)
+        fingerprint.save(staging, fingerprint.config_fingerprint(cfg))
+
+    parent = new_run_dir(cfg.run.out_dir, f"{run_name(cfg, name)}-seeds", write)
     print(f"multi-seed run directory: {parent} (seeds {cfg.seeds})", flush=True)
     return _seed_runs(cfg, parent, stop_after, progress)
 
@@ -277,7 +321,9 @@ def resume_seeds(path: PathLike, stop_after: Optional[int] = None,
     if not parent.config.is_file():
         raise RunError(f"cannot resume {parent}: no {parent.config.name} there (is it a "
                        "multi-seed run directory?)")
-    return _seed_runs(load_run_config(parent.config), parent, stop_after, progress)
+    cfg = load_run_config(parent.config)
+    fingerprint.check(parent, fingerprint.load(parent), fingerprint.config_fingerprint(cfg))
+    return _seed_runs(cfg, parent, stop_after, progress)
 
 
 def _seed_runs(cfg: Config, parent: RunDir, stop_after: Optional[int],

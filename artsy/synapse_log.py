@@ -33,6 +33,8 @@ import xarray as xr
 
 from synsim import io
 
+from .errors import RunError, one_line
+
 UNLIMITED = ("step", "after_task")
 LOG_ROWS_PER_TASK = 500  # default cap of the synapse log's rows per task (record_every: null)
 LOG_VARIABLES = ("pre", "depolarisation", "mg_block", "calcium", "ampa", "functional")
@@ -96,15 +98,32 @@ class SynapseLog:
         io.append(self.path, evaluation, "after_task")
 
     def truncate(self, n_tasks_done: int) -> None:
-        """Keep only tasks < n_tasks_done (resume after a crash between log and checkpoint)."""
-        if not self.path.exists():
+        """Keep only tasks < n_tasks_done (resume after a crash between log and checkpoint).
+
+        Starting over (0) removes any log there; otherwise the log must hold every task before
+        n_tasks_done, or the resume is refused: the log is not in the checkpoints, so it cannot be
+        rebuilt without relearning (RunError, one line, with the fix).
+        """
+        if n_tasks_done == 0:
+            self.path.unlink(missing_ok=True)
             return
-        ds = io.load(self.path)
+        relearn = (f"delete {self.path.parent / 'checkpoints'} and resume again to relearn every "
+                   "task (same results) and rebuild it")
+        if not self.path.exists():
+            raise RunError(f"cannot resume: the synapse log {self.path} is missing while tasks "
+                           f"0..{n_tasks_done - 1} are done; {relearn}")
+        try:
+            ds = io.load(self.path)
+            done = set(int(t) for t in ds.after_task.values)
+        except Exception as e:  # any unreadable file: the message names it
+            raise RunError(f"cannot resume: the synapse log {self.path} is unreadable "
+                           f"({type(e).__name__}: {one_line(e)[:120]}); {relearn}") from None
+        missing = sorted(set(range(n_tasks_done)) - done)
+        if missing:
+            raise RunError(f"cannot resume: the synapse log {self.path} lacks task(s) {missing} "
+                           f"of the {n_tasks_done} done; {relearn}")
         keep_steps, keep_after = ds.task.values < n_tasks_done, ds.after_task.values < n_tasks_done
         if keep_steps.all() and keep_after.all():
-            return
-        if not keep_after.any():
-            self.path.unlink()
             return
         io.save(ds.isel(step=keep_steps, after_task=keep_after), self.path,
                 unlimited_dims=UNLIMITED)

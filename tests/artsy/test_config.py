@@ -68,7 +68,7 @@ def test_load_by_path_fills_defaults():
 def test_load_by_name_from_configs(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "CONFIG_DIR", tmp_path)
     (tmp_path / "demo.yaml").write_text("train: {epochs: 3}\n")
-    (tmp_path / "cifar100.yaml").write_text("")
+    (tmp_path / "cifar100.yaml").write_text("data: {name: cifar100}\n")
     assert load_config("demo").train.epochs == 3
     assert load_config("cifar100") == Config()
     with pytest.raises(ConfigError, match=r"no config named 'demoo': expected .*demoo.yaml "
@@ -79,10 +79,11 @@ def test_load_by_name_from_configs(tmp_path, monkeypatch):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_empty_file_and_empty_sections_are_defaults(tmp_path):
+def test_an_empty_file_is_refused_and_empty_sections_are_defaults(tmp_path):
     (tmp_path / "empty.yaml").write_text("# nothing\n")
     (tmp_path / "sections.yaml").write_text("train:\nsynapse:\n  ngai:\n")
-    assert load_config(tmp_path / "empty.yaml") == Config()
+    with pytest.raises(ConfigError, match=r"empty.yaml is empty: give the keys"):
+        load_config(tmp_path / "empty.yaml")  # not silently the cifar100 defaults
     assert load_config(tmp_path / "sections.yaml") == Config()
 
 
