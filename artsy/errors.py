@@ -5,9 +5,7 @@ is a bug and keeps its traceback. Each message says what is wrong and how to fix
 """
 
 
-def one_line(message: object) -> str:
-    """A message (or an error's) on one line, as the CLIs print it."""
-    return " ".join(str(message).split())
+from synsim.errors import one_line  # noqa: F401  (artsy's CLIs print errors as synsim's do)
 
 
 class ArtsyError(Exception):

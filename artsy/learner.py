@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .adapters import attach_adapters
-from .backbones import build_backbone, feature_dim
+from .backbones import build_backbone, check_image_size, feature_dim
 from .config import Config
 from .data import TaskData
 from .errors import ConfigError
@@ -96,6 +96,7 @@ class Learner:
         torch.manual_seed(task_seed(cfg.run.seed, -1, "backbone"))  # random-init backbones
         b = cfg.backbone
         backbone = build_backbone(b.name, b.pretrained, b.checkpoint, **b.model_kwargs)
+        check_image_size(backbone, cfg.data.image_size)  # before any run directory exists
         self.net = attach_adapters(backbone, cfg.adapter.r, cfg.adapter.scale,
                                    cfg.adapter.dropout).to(self.device)
         self.dim = feature_dim(backbone)

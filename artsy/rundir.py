@@ -31,7 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
 
-from .errors import RunError
+from synsim import files
+from synsim.errors import OutputError
+
+from .errors import RunError, one_line
 
 CONFIG = "config.yaml"
 FINGERPRINT = "fingerprint.json"
@@ -109,15 +112,11 @@ class RunDir:
 
 
 def check_writable(out_dir: Union[str, os.PathLike], key: str = "run.out_dir") -> None:
-    """Refuse, before any work, an output directory that cannot be created or written."""
-    out_dir = Path(out_dir)
+    """Refuse, before any work, an output directory that cannot be written (creates nothing)."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as e:
-        raise RunError(f"{key} {out_dir} is not a writable directory ({e.strerror or e}): "
-                       f"choose another with {key}=PATH") from None
+        files.check_writable(out_dir, directory=True)
+    except OutputError as e:
+        raise RunError(f"{key}: {one_line(e)}; set {key}=PATH") from None
 
 
 def create_run_dir(path: Union[str, os.PathLike], write: Callable[[RunDir], None]) -> RunDir:

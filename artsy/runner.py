@@ -240,11 +240,15 @@ def _learn_tasks(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: S
                  start: int, step_offset: int, stop_after: Optional[int],
                  resume_hint: Path) -> None:
     """Learn and evaluate tasks start..; after each: metrics, log, checkpoint (in that order).
-    An interrupt becomes RunInterrupted with the directory to resume."""
+    An interrupt becomes RunInterrupted, and bad data found mid-run a DataError, that name the
+    directory to resume."""
     try:
         _learn(cfg, run_dir, learner, metrics, log, start, step_offset, stop_after, resume_hint)
     except KeyboardInterrupt as e:
         raise RunInterrupted(resume_hint) from e
+    except DataError as e:  # found mid-run (e.g. an unreadable image): fix it, then resume
+        raise DataError(f"{one_line(e)}; then continue with python -m artsy.run --resume "
+                        f"{resume_hint}") from e
 
 
 def _learn(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: SynapseLog, start: int,

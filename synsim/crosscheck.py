@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import experiments, files, kinetics
+from .errors import BAD_INPUT, UsageError, report
 from .params import ModelParams
 from .simulate import simulate
 
@@ -171,8 +172,13 @@ def run(protocol_names, target: str = "numpy", methods=("exact", "zoh")) -> tupl
     return report, all_ok
 
 
+PROG = "python -m synsim.crosscheck"
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synsim.crosscheck",
+    """Bad arguments (an unknown protocol, an --out path that cannot be written, no brian2) are
+    one line on stderr and exit code 2, found before any simulation runs."""
+    parser = argparse.ArgumentParser(prog=PROG,
                                      description="synsim vs Brian2 and closed forms; JSON report")
     names = list(experiments.CROSSCHECK)
     parser.add_argument("--protocol", nargs="+", default=names, metavar="NAME",
@@ -182,21 +188,26 @@ def main(argv=None) -> int:
                         help="Brian2 code-generation target")
     parser.add_argument("--out", type=Path, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
-    unknown = [p for p in args.protocol if p not in experiments.CROSSCHECK]
-    if unknown:
-        print(f"unknown protocol {unknown[0]!r}: choose from {', '.join(names)}",
-              file=sys.stderr)
-        return 2
     try:
-        import brian2  # noqa: F401
-    except ImportError:
-        print("brian2 is not installed: pip install 'synsim-artsy[brian2]'", file=sys.stderr)
-        return 2
-    report, ok = run(args.protocol, args.target, args.method)
-    text = json.dumps(report, indent=1, default=float)
-    print(text)
+        unknown = [p for p in args.protocol if p not in experiments.CROSSCHECK]
+        if unknown:
+            raise UsageError(f"unknown protocol {unknown[0]!r}: choose from {', '.join(names)}")
+        if args.out is not None:
+            files.check_writable(args.out)
+        try:
+            import brian2  # noqa: F401
+        except ImportError:
+            raise UsageError("brian2 is not installed: "
+                             "pip install 'synsim-artsy[brian2]'") from None
+    except BAD_INPUT as e:
+        return report(PROG, e)
+    report_, ok = run(args.protocol, args.target, args.method)
+    print(json.dumps(report_, indent=1, default=float))
     if args.out:
-        files.write_json(args.out, report)
+        try:
+            files.write_json(args.out, report_)
+        except BAD_INPUT as e:  # e.g. the disk filled up during the run
+            return report(PROG, e)
     print(f"crosscheck {'passed' if ok else 'FAILED'}", file=sys.stderr)
     return 0 if ok else 1
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import experiments, figures, files
+from .errors import BAD_INPUT, report
 
 
 def run_receptor_experiments(out_dir: Path, quick: bool = False) -> dict:
@@ -95,14 +96,24 @@ def print_summary(summary: dict, out_dir: Path) -> None:
           f"{m['silent_fraction_estimate']:.3f} (true {m['silent_fraction_true']:.3f})")
 
 
+PROG = "python -m synsim.demo"
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synsim.demo", description=__doc__.split("\n")[0])
+    """An OUT_DIR that cannot be written is one line on stderr and exit code 2, before anything
+    runs."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", nargs="?", default=None,
                         help="output directory (default runs/synsim-<timestamp>)")
     parser.add_argument("--quick", action="store_true", help="shorter pairing and STDP trains")
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir or Path("runs") / f"synsim-{time.strftime('%Y%m%d-%H%M%S')}")
-    summary = run_receptor_experiments(out_dir, quick=args.quick)
+    try:
+        files.check_writable(out_dir, directory=True)
+        files.check_writable(out_dir / "figures", directory=True)
+        summary = run_receptor_experiments(out_dir, quick=args.quick)
+    except BAD_INPUT as e:
+        return report(PROG, e)
     print_summary(summary, out_dir)
     return 0
 

@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from . import io, protocols
+from .errors import DataFileError
 from .simulate import RECORDABLE
 
 
@@ -148,6 +149,23 @@ def save(ds: xr.Dataset, run_dir: Path, name: str) -> Path:
 
 
 def load(run_dir: Path, names) -> dict[str, xr.Dataset]:
-    """The datasets of `names` saved in run_dir (by `save`, as the demo does), where present."""
-    paths = {name: Path(run_dir) / f"{name}.nc" for name in names}
-    return {name: io.load(path) for name, path in paths.items() if path.exists()}
+    """The datasets of `names` saved in run_dir (by `save`, as the demo does), where present.
+
+    Raises `synsim.errors.DataFileError` (one line, naming the file) when a file is not a
+    readable netCDF, or was not written by the protocol of CLASSIC[name].
+    """
+    out = {}
+    for name in names:
+        path = Path(run_dir) / f"{name}.nc"
+        if not path.exists():
+            continue
+        ds = out[name] = io.load(path)
+        written_by = ds.attrs.get("protocol")
+        expected = getattr(CLASSIC[name].protocol, "__name__", None) if name in CLASSIC else None
+        if written_by is None or (expected in protocols.PROTOCOLS and written_by != expected):
+            found = (f"its protocol attribute is {written_by!r}" if written_by is not None
+                     else "it has no protocol attribute")
+            raise DataFileError(f"{path} was not written by the synsim protocol "
+                                f"{expected or name!r} ({found}): rerun python -m synsim.demo "
+                                "to rewrite it")
+    return out

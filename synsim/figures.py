@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .errors import BAD_INPUT, UsageError, report
+
 SINGLE_COLUMN_IN = 89 / 25.4
 DOUBLE_COLUMN_IN = 183 / 25.4
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
@@ -303,11 +305,16 @@ def make_all(out_dir: Path, datasets: dict, residuals: tuple | None = None) -> d
     return written
 
 
-def main(argv=None) -> int:
-    """Run (or, with --from, load) the figure set's experiments, then draw them."""
-    from . import experiments
+PROG = "python -m synsim.figures"
 
-    parser = argparse.ArgumentParser(prog="python -m synsim.figures",
+
+def main(argv=None) -> int:
+    """Run (or, with --from, load) the figure set's experiments, then draw them.
+
+    Bad input (a --from directory that holds no synsim run or an unreadable dataset, an output
+    directory that cannot be written) is one line on stderr and exit code 2, checked before any
+    experiment runs or any file is written."""
+    parser = argparse.ArgumentParser(prog=PROG,
                                      description="write the synsim figure set (PDF, PNG, SVG)")
     parser.add_argument("out_dir", nargs="?", default="figures", type=Path)
     parser.add_argument("--from", dest="run_dir", type=Path,
@@ -315,22 +322,35 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter protocols")
     parser.add_argument("--no-brian2", action="store_true", help="skip the Brian2 residual figure")
     args = parser.parse_args(argv)
+    try:
+        written = _run(args)
+    except BAD_INPUT as e:
+        return report(PROG, e)
+    for name, paths in written.items():
+        print(f"{name}: {', '.join(paths)}")
+    return 0
+
+
+def _run(args) -> dict:
+    from . import experiments, files
+
     needed = list(dict.fromkeys(dataset for dataset, _ in FIGURES.values()))
-    datasets = {}
     if args.run_dir is not None:
         if not args.run_dir.is_dir():
-            print(f"--from {args.run_dir}: not a directory (expected a synsim demo run)",
-                  file=sys.stderr)
-            return 2
-        datasets = experiments.load(args.run_dir, needed)
+            what = "a file" if args.run_dir.exists() else "it does not exist"
+            raise UsageError(f"--from {args.run_dir}: not a directory ({what}); give a synsim "
+                             "run directory written by python -m synsim.demo")
+        if not any((args.run_dir / f"{name}.nc").exists() for name in needed):
+            raise UsageError(f"--from {args.run_dir}: not a synsim run (none of "
+                             f"{', '.join(f'{n}.nc' for n in needed)} there); give a directory "
+                             "written by python -m synsim.demo")
+    files.check_writable(args.out_dir, directory=True)
+    datasets = {} if args.run_dir is None else experiments.load(args.run_dir, needed)
     for name in needed:
         if name not in datasets:
             datasets[name] = experiments.CLASSIC[name](quick=args.quick)
     residuals = None if args.no_brian2 else experiments.brian2_pair()
-    written = make_all(args.out_dir, datasets, residuals)
-    for name, paths in written.items():
-        print(f"{name}: {', '.join(paths)}")
-    return 0
+    return make_all(args.out_dir, datasets, residuals)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(path) -> Iterator[Path]:
@@ -47,3 +49,29 @@ def write_text(path, text: str) -> Path:
 def write_json(path, data) -> Path:
     """Write JSON atomically."""
     return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def check_writable(path, directory: bool = False) -> Path:
+    """Fail early, before any work, when `path` (a file, or with `directory` a folder) cannot be
+    written: `OutputError` (an OSError) with one line naming the path and the fix.
+
+    Creates nothing: the nearest folder on the path that exists must be a writable directory (the
+    atomic writes create the missing ones).
+    """
+    path = Path(path)
+    folder = path if directory else path.parent
+    if not directory and path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory; give a file path")
+    if directory and path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write into {path}: it is a file, not a directory; give a "
+                          "directory path")
+    into = "into " if directory else ""
+    existing = next(p for p in (folder, *folder.absolute().parents)
+                    if os.path.lexists(p) or p == p.parent)
+    if not existing.is_dir():
+        raise OutputError(f"cannot write {into}{path}: {existing} is a file, not a directory; "
+                          "choose a writable location")
+    if not os.access(existing, os.W_OK | os.X_OK):  # no permission, or a read-only mount
+        raise OutputError(f"cannot write {into}{path}: {existing} is not writable; choose a "
+                          "writable location")
+    return path

@@ -6,6 +6,11 @@ atomically (synsim.files): to a temporary file beside the target,
 then renamed, so an interrupted write never damages what was already there. `append` grows a file
 along one dimension by streaming a copy on disk and writing only the new slab with netCDF4, never
 loading the existing content into memory.
+
+Bad input is refused with one line and nothing written: `load` of a file that is not a readable
+synsim netCDF raises `DataFileError` (a ValueError); `append` of data that does not continue the
+file (another `synapse` coordinate, steps not after the stored ones, values the stored dtype
+cannot hold) raises ValueError and leaves the file as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Mapping, Optional
 import numpy as np
 import xarray as xr
 
+from .errors import DataFileError
 from .files import atomic_path
 
 CONVENTIONS = "CF-1.10"
@@ -112,12 +118,87 @@ def save(ds: xr.Dataset, path, unlimited_dims=()) -> Path:
     return Path(path)
 
 
+def _unreadable(path: Path, error: BaseException) -> DataFileError:
+    reason = getattr(error, "strerror", None) or " ".join(str(error).split())[:160]
+    return DataFileError(f"{path} is not a readable synsim netCDF file ({type(error).__name__}: "
+                         f"{reason}): rerun the simulation that wrote it")
+
+
 def load(path) -> xr.Dataset:
-    """Read a file written by `save`/`append` fully into memory (booleans restored)."""
+    """Read a file written by `save`/`append` fully into memory (booleans restored).
+
+    Raises FileNotFoundError when `path` does not exist, and `synsim.errors.DataFileError` (a
+    ValueError) naming the file when it is not a readable netCDF file (a text file, a directory,
+    a truncated write): the fix is to rerun the simulation that wrote it.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: expected a netCDF file written by synsim.io")
-    return xr.load_dataset(path, engine=ENGINE)
+    if path.is_dir():
+        raise DataFileError(f"{path} is a directory, not a synsim netCDF file: give the path of "
+                            "a .nc file")
+    try:
+        return xr.load_dataset(path, engine=ENGINE)
+    except (PermissionError, MemoryError):
+        raise
+    except Exception as e:  # netCDF/HDF5 and xarray decoding errors alike: the file is unusable
+        raise _unreadable(path, e) from e
+
+
+def _first_difference(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.flatnonzero(a != b)[0])
+
+
+def _check_continues(path: Path, nc, ds: xr.Dataset, dim: str, offset: int) -> None:
+    """`ds` continues the file along `dim`: the same coordinates on every other dimension, and
+    `dim`'s coordinate strictly increasing and after the file's last entry."""
+    for d in ds.dims:
+        if d == dim or d not in ds.coords or d not in nc.variables:
+            continue
+        new, old = np.asarray(ds[d].values), np.asarray(nc.variables[d][:])
+        if new.shape != old.shape or new.dtype.kind not in "iuf" or old.dtype.kind not in "iuf":
+            continue  # a size mismatch is reported below, per variable
+        if not np.array_equal(new, old):
+            i = _first_difference(new, old)
+            raise ValueError(f"{path}: coordinate {d!r} differs from the file's at index {i} "
+                             f"({new[i].item()!r} vs {old[i].item()!r}): append only data with "
+                             f"the file's {d} values, or write a new file")
+    if dim not in ds.coords or ds[dim].dtype.kind not in "iuf":
+        return
+    new = np.asarray(ds[dim].values)
+    if new.dtype.kind == "f" and not np.isfinite(new).all():
+        raise ValueError(f"{path}: coordinate {dim!r} contains "
+                         f"{new[~np.isfinite(new)][0].item()!r}: must be finite")
+    steps = np.diff(new)
+    if (steps <= 0).any():
+        i = int(np.flatnonzero(steps <= 0)[0])
+        raise ValueError(f"{path}: {dim} {new[i + 1].item()!r} follows {new[i].item()!r}: the "
+                         f"appended {dim} values must be strictly increasing")
+    if offset > 0 and dim in nc.variables and new.size:
+        last = np.asarray(nc.variables[dim][offset - 1]).item()
+        if not new[0] > last:
+            raise ValueError(f"{path}: {dim} {new[0].item()!r} is not after the file's last "
+                             f"{dim} {last!r}: append only {dim} values > {last!r}")
+
+
+def _check_fits(path: Path, name: str, values: np.ndarray, stored: np.dtype) -> None:
+    """The stored dtype holds every value: no finite float that overflows to inf (float64 into
+    float32), no integer that wraps around."""
+    stored = np.dtype(stored)
+    if values.size == 0 or values.dtype.kind not in "iuf":
+        return
+    if stored.kind == "f" and values.dtype.kind == "f" and stored.itemsize < values.dtype.itemsize:
+        big = np.isfinite(values) & (np.abs(values) > np.finfo(stored).max)
+        if big.any():
+            raise ValueError(f"{path}: variable {name!r} holds {values[big][0].item()!r}, beyond "
+                             f"the file's {stored} range (+-{np.finfo(stored).max:.3g}): rescale "
+                             "it, or write a new file that stores it as float64")
+    elif stored.kind in "iu" and values.dtype.kind in "iu":
+        info = np.iinfo(stored)
+        out = (values < info.min) | (values > info.max)
+        if out.any():
+            raise ValueError(f"{path}: variable {name!r} holds {values[out][0].item()!r}, beyond "
+                             f"the file's {stored} range [{info.min}, {info.max}]")
 
 
 def append(path, ds: xr.Dataset, dim: str) -> Path:
@@ -125,6 +206,12 @@ def append(path, ds: xr.Dataset, dim: str) -> Path:
 
     Variables that lack `dim` must already be in the file or are added; variables with `dim` are
     written as a new slab after the existing entries. The file is updated atomically.
+
+    Raises ValueError (one line; the file unchanged) when `ds` does not continue the file: a
+    coordinate of another dimension (e.g. `synapse`) differs from the stored one; `dim`'s
+    coordinate is not strictly increasing or not after the stored last entry; a value does not fit
+    the stored dtype (finite in float64 but inf in a float32 variable). A file that is not a
+    readable netCDF raises `synsim.errors.DataFileError`.
     """
     import netCDF4
 
@@ -135,11 +222,16 @@ def append(path, ds: xr.Dataset, dim: str) -> Path:
         return save(ds, path, unlimited_dims=[dim])
     with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)
-        with netCDF4.Dataset(tmp, "a") as nc:
+        try:
+            nc = netCDF4.Dataset(tmp, "a")
+        except OSError as e:
+            raise _unreadable(path, e) from e
+        with nc:
             if dim not in nc.dimensions or not nc.dimensions[dim].isunlimited():
                 raise ValueError(f"{path} cannot grow along {dim!r}: it was not saved with "
                                  f"unlimited_dims=[{dim!r}]")
             offset = len(nc.dimensions[dim])
+            _check_continues(path, nc, ds, dim, offset)
             encoded = _encodable(ds)
             for name, var in encoded.variables.items():
                 enc = xr.conventions.encode_cf_variable(var, name=name)
@@ -151,6 +243,7 @@ def append(path, ds: xr.Dataset, dim: str) -> Path:
                         if d not in nc.dimensions:
                             nc.createDimension(d, None if d == dim else var.sizes[d])
                     fill = enc.attrs.pop("_FillValue", None)
+                    _check_fits(path, name, np.asarray(enc.values), enc.dtype)
                     out = nc.createVariable(name, enc.dtype, var.dims, fill_value=fill)
                     out.setncatts(enc.attrs)
                     out[...] = enc.values
@@ -167,5 +260,6 @@ def append(path, ds: xr.Dataset, dim: str) -> Path:
                     if d != dim and var.sizes[d] != len(nc.dimensions[d]):
                         raise ValueError(f"variable {name!r} has {var.sizes[d]} entries along "
                                          f"{d!r} but the file has {len(nc.dimensions[d])}")
+                _check_fits(path, name, np.asarray(enc.values), out.dtype)
                 out[index] = enc.values
     return path

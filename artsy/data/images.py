@@ -61,11 +61,44 @@ class FileImageSet(ImageSet):
         self.paths = [Path(p) for p in paths]
 
     def image(self, i: int) -> Image.Image:
+        path = self.paths[i]
         try:
-            with Image.open(self.paths[i]) as im:
+            with Image.open(path) as im:
                 return im.convert("RGB")
-        except OSError as e:
-            raise DataError(f"cannot read image {self.paths[i]}: {one_line(e)}") from e
+        except FileNotFoundError as e:
+            raise UnreadableImage(f"image {path} is gone: it was listed when the data was loaded "
+                                  f"but removed since; put it back") from e
+        except _UNREADABLE as e:
+            detail = one_line(e).replace(f" '{path}'", "").replace(f" {path}", "") or "no detail"
+            raise UnreadableImage(
+                f"cannot read image {path} ({type(e).__name__}: {detail}): "
+                f"the file is not a readable image (corrupt, truncated or another format); "
+                f"remove it or replace it with a good copy") from e
+
+
+# what PIL raises for a file it cannot decode: UnidentifiedImageError and "image file is
+# truncated" are OSErrors; some plugins raise SyntaxError, ValueError or EOFError
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class UnreadableImage(DataError):
+    """An image file that cannot be decoded, found when it is first read (mid-run).
+
+    It keeps its one-line message through DataLoader worker processes: torch re-raises a worker's
+    exception as ``type(e)("Caught ... in DataLoader worker process N. Original Traceback ...")``,
+    and this constructor keeps only the original message, the traceback's last line.
+    """
+
+    def __init__(self, message: object = ""):
+        message = str(message)
+        if "Original Traceback" in message:
+            last = message.strip().splitlines()[-1]
+            for name in (f"{type(self).__module__}.{type(self).__qualname__}: ",
+                         f"{type(self).__qualname__}: "):
+                if last.startswith(name):
+                    message = last[len(name):]
+                    break
+        super().__init__(one_line(message))
 
 
 @dataclass

@@ -14,6 +14,7 @@ from ..errors import ConfigError, DataError
 from . import cifar, digits, folders, synthetic, tinyimagenet
 from .holdout import holdout_counts
 from .images import DataSource
+from .order import check_class_order_config
 from .spec import DatasetSpec
 
 _SPECS = (cifar.CIFAR100_SPEC, cifar.CIFAR10_SPEC, tinyimagenet.SPEC, folders.SPEC, synthetic.SPEC,
@@ -53,5 +54,6 @@ def check_data_config(data_cfg: Any) -> None:
         raise ConfigError(f"config key 'data.name': expected one of "
                           f"{', '.join(repr(n) for n in DATASETS)}, got {data_cfg.name!r} "
                           f"({type(data_cfg.name).__name__})")
+    check_class_order_config(data_cfg)  # duplicates, invalid and missing ids named
     if spec.check is not None:
         spec.check(data_cfg)

@@ -9,41 +9,12 @@ from typing import Any, Optional, Union
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..errors import ConfigError
 from .holdout import with_holdout
 from .images import DataSource, ImageSet
+from .order import DEFAULT_ORDER_SEED, class_order
 from .registry import dataset_spec
 from .transforms import Normalize, ease_transforms
-
-DEFAULT_ORDER_SEED = 1993  # EASE / PILOT / PyCIL / iCaRL (docs/method.md §11.3)
-
-
-def class_order(n_classes: int, order: Union[str, Sequence[int]] = "seed",
-                seed: int = DEFAULT_ORDER_SEED) -> list[int]:
-    """"seed": the EASE/PILOT order, np.random.seed(seed) then np.random.permutation(n_classes);
-    "identity": 0..n-1; a list: validated as a permutation of range(n_classes)."""
-    if isinstance(order, str):
-        if order == "seed":  # same stream as np.random.seed(seed), without touching global state
-            return np.random.RandomState(seed).permutation(n_classes).tolist()
-        if order == "identity":
-            return list(range(n_classes))
-        raise ValueError(f"class order {order!r} unknown: expected 'seed', 'identity' or a list "
-                         f"of the {n_classes} class ids")
-    order = list(order)
-    if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in order) or \
-            sorted(order) != list(range(n_classes)):
-        raise ValueError(f"class order must be a permutation of range({n_classes}), got "
-                         f"{len(order)} entries{_order_problem(order, n_classes)}")
-    return [int(c) for c in order]
-
-
-def _order_problem(order: list, n: int) -> str:
-    bad = [c for c in order if not isinstance(c, (int, np.integer)) or not 0 <= c < n]
-    if bad:
-        return f" with invalid ids {bad[:5]}"
-    dup = sorted({c for c in order if order.count(c) > 1})
-    if dup:
-        return f" with duplicates {dup[:5]}"
-    return f" missing {sorted(set(range(n)) - set(order))[:5]}"
 
 
 def remap_labels(targets: Sequence[int], order: Sequence[int]) -> np.ndarray:
@@ -60,13 +31,15 @@ def task_splits(n_classes: int, init_cls: int, increment: int) -> list[list[int]
     smaller than `increment` is refused: it would make the protocol silently differ.
     """
     if init_cls < 1 or increment < 1 or init_cls > n_classes:
-        raise ValueError(f"invalid task split init_cls={init_cls}, increment={increment} for "
-                         f"{n_classes} classes: need 1 <= init_cls <= {n_classes} and "
-                         "increment >= 1")
+        raise ConfigError(f"config keys 'data.init_cls', 'data.increment': invalid task split "
+                          f"init_cls={init_cls}, increment={increment} for {n_classes} classes: "
+                          f"need 1 <= init_cls <= {n_classes} and increment >= 1")
     rest = n_classes - init_cls
     if rest % increment:
-        raise ValueError(f"init_cls={init_cls}, increment={increment} do not split {n_classes} "
-                         f"classes: the remaining {rest} classes are not a multiple of {increment}")
+        raise ConfigError(f"config keys 'data.init_cls', 'data.increment': init_cls={init_cls}, "
+                          f"increment={increment} do not split {n_classes} classes: the remaining "
+                          f"{rest} classes are not a multiple of {increment}; choose an increment "
+                          f"that divides {rest}")
     tasks = [list(range(init_cls))]
     for start in range(init_cls, n_classes, increment):
         tasks.append(list(range(start, start + increment)))

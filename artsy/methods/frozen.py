@@ -39,7 +39,7 @@ class FrozenFeatureLearner(Method):
         return cls(cfg, data, progress)
 
     def __init__(self, cfg: Config, data: Any, progress: Optional[bool] = None) -> None:
-        from ..backbones import build_backbone, feature_dim  # timm: only when a run starts
+        from ..backbones import build_backbone, check_image_size, feature_dim  # timm: at run start
         from ..learner import resolve_device, task_seed
 
         self.cfg, self.data, self.progress = cfg, data, progress
@@ -48,6 +48,7 @@ class FrozenFeatureLearner(Method):
         b = cfg.backbone
         self.backbone = build_backbone(b.name, b.pretrained, b.checkpoint,
                                        **b.model_kwargs).to(self.device)
+        check_image_size(self.backbone, cfg.data.image_size)  # before any run directory exists
         self.dim = feature_dim(self.backbone)
         self.n_tasks = 0  # tasks learned so far
 

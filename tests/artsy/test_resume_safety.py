@@ -330,5 +330,7 @@ def test_ctrl_c_while_importing_is_one_line(tmp_path):
     time.sleep(1.5)  # importing torch takes seconds
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)
-    assert child.returncode == 130, err
+    # 130, or death by SIGINT when the interrupt landed in a C extension's PyRun_* call (CPython
+    # then re-raises the signal at exit); a shell shows both as $? = 130
+    assert child.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err and "interrupted" in err

@@ -41,4 +41,6 @@ def test_full_crosscheck_passes(tmp_path):
 def test_unknown_protocol_exits_2():
     proc = run_cli("--protocol", "nonsense")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("unknown protocol 'nonsense'")
+    assert proc.stderr.strip().splitlines() == [
+        "python -m synsim.crosscheck: unknown protocol 'nonsense': choose from epsc, iv, pairing, "
+        "stdp, minimal_stimulation, spiking_neuron, tetanus"]

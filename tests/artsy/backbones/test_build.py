@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from artsy.backbones.build import feature_dim, forward_features, resolve_model_name
+from artsy.errors import ConfigError
 
 from .tiny_vit import tiny
 
@@ -15,7 +16,7 @@ def test_resolve_weight_tags():
     assert resolve_model_name("vit_base_patch16_224") == "vit_base_patch16_224.augreg2_in21k_ft_in1k"
     tagged = "vit_base_patch16_224.augreg_in21k"
     assert resolve_model_name(tagged) == tagged
-    with pytest.raises(ValueError, match="Did you mean"):
+    with pytest.raises(ConfigError, match="did you mean: vit_base_patch16_224"):
         resolve_model_name("vit_base_patch16_224_in21")
 
 
