@@ -256,7 +256,7 @@ ADDED_KEYS = {("synapse", "ngai", "pre"): "mlp"}
 def load_run_config(path: Union[str, os.PathLike]) -> Config:
     """A run directory's config.yaml, as the run was made (see ADDED_KEYS)."""
     config = load_config(path)
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = yaml.safe_load(Path(path).read_text())  # a mapping: load_config refused the rest
     overrides = []
     for keys, before in ADDED_KEYS.items():
         section = raw

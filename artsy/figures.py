@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import re
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from synsim import figures as sf
 from synsim import io
 
 from .errors import BAD_INPUT, RunError, one_line
-from .rundir import RunDir, check_writable
+from .rundir import RunDir, check_writable, read_json
 
 MARKERS = "os^vDP*Xph"  # one per line, repeated past ten lines
 
@@ -41,21 +40,9 @@ def load_run(run_dir: Path) -> tuple[dict, xr.Dataset | None]:
         return metrics, None
     try:
         return metrics, io.load(log)
-    except Exception as e:  # any unreadable file: the message names it and the fix
+    except (ValueError, KeyError, AttributeError) as e:  # not a log (synsim.io's errors)
         raise RunError(f"cannot read the synapse log {log} ({type(e).__name__}: "
                        f"{one_line(e)[:120]}): rerun or resume the run that wrote it") from None
-
-
-def read_json(path: Path) -> dict:
-    """A run's JSON file (metrics.json, summary.json); one line naming it when unreadable."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RunError(f"cannot read {path} ({type(e).__name__}: {one_line(e)[:120]}): rerun "
-                       "or resume the run that wrote it") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{path} holds no JSON object: rerun or resume the run that wrote it")
-    return data
 
 
 def fig_accuracy(runs: dict[str, dict]):

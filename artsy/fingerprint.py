@@ -20,7 +20,7 @@ import numpy as np
 
 from synsim.files import write_json
 
-from .config import Config, to_dict
+from .config import ADDED_KEYS, RETIRED_KEYS, Config, to_dict
 from .errors import RunError
 from .rundir import RunDir
 
@@ -30,7 +30,6 @@ FORMAT = 1
 NOT_DECIDING = {
     "run.name": "a label",
     "run.out_dir": "where the run directory is",
-    "run.eval_batch_size": "evaluation runs the frozen network in eval mode, batch by batch",
     "run.save_checkpoints": "what is kept on disk",
     "data.root": "where the data is: its content is fingerprinted apart",
     "data.cache_dir": "where archives are unpacked",
@@ -90,7 +89,10 @@ def run_fingerprint(cfg: Config, data: Any, learner: Any) -> dict:
             "data": {"train": image_set_digest(source.train),
                      "test": image_set_digest(source.test)},
             "backbone": {"weights": learner.weight_tag,
-                         "checksum": float(learner.backbone_fingerprint())}}
+                         "checksum": float(learner.backbone_fingerprint())},
+            # train.device 'auto' resolves per machine, and bf16/fp16 autocast is CUDA's only
+            "device": {"type": learner.device.type,
+                       "amp": cfg.train.amp if learner.device.type == "cuda" else "none"}}
 
 
 def config_fingerprint(cfg: Config) -> dict:
@@ -130,10 +132,19 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+# a key that one side lacks is the same as this value on the other: keys added to the schema (a
+# run of before them behaves as this value) and keys retired from it (their only value)
+SCHEMA_CHANGES = {".".join(k): v for k, v in {**ADDED_KEYS, **RETIRED_KEYS}.items()}
+_MISSING = object()
+
+
 def difference(recorded: dict, current: dict) -> Optional[str]:
     """The first result-deciding difference, in words; None when the run may continue."""
     old, new = recorded.get("config", {}), current.get("config", {})
     for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, _MISSING), new.get(key, _MISSING)
+        if _MISSING in (a, b) and (b if a is _MISSING else a) == SCHEMA_CHANGES.get(key):
+            continue
         if not _same(old.get(key), new.get(key)):
             return (f"config key {key} is {_short(new.get(key))} now but the run started with "
                     f"{_short(old.get(key))}")
@@ -156,6 +167,10 @@ def difference(recorded: dict, current: dict) -> Optional[str]:
             a["weights"] == b["weights"] and _same(a["checksum"], b["checksum"])):
         return (f"the backbone weights differ ({b['weights']} now, {a['weights']} when the run "
                 "started)")
+    a, b = recorded.get("device"), current.get("device")
+    if a is not None and b is not None and a != b:
+        return (f"it runs on {b['type']} (autocast {b['amp']}) now but started on {a['type']} "
+                f"(autocast {a['amp']}): set train.device to match")
     return None
 
 

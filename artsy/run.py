@@ -71,13 +71,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = getattr(e, "resume_from", None) or args.resume  # runner.RunInterrupted's
         sigterm = isinstance(e, Stopped) or isinstance(e.__cause__, Stopped)
         what = "stopped (SIGTERM)" if sigterm else "interrupted"
-        hint = (f"continue with python -m artsy.run --resume {where}" if where
+        hint = (f"continue with {runner_module().resume_command(where)}" if where
                 else "before the run directory was made: nothing to resume")
         print(f"\n{what}; {hint}", file=sys.stderr)
         return EXIT_CODE[signal.SIGTERM if sigterm else signal.SIGINT]
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:  # None: a handler not set from Python; restore the default then
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     if result is None:
         return 0
     from . import seeds

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import os
 import re
+import json
+import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,18 @@ class RunDir:
         return str(self.path)
 
 
+def read_json(path: Union[str, os.PathLike]) -> dict:
+    """A run's JSON file (metrics.json, summary.json) as a dict; RunError naming it otherwise."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunError(f"cannot read {path} ({type(e).__name__}: {one_line(e)[:120]}): resume "
+                       "the run that wrote it (or rerun it)") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path} holds no JSON object: resume the run that wrote it (or rerun it)")
+    return data
+
+
 def check_writable(out_dir: Union[str, os.PathLike], key: str = "run.out_dir") -> None:
     """Refuse, before any work, an output directory that cannot be written (creates nothing)."""
     try:
@@ -148,11 +161,14 @@ def _create(path: Path, write: Callable[[RunDir], None]) -> bool:
     if os.path.lexists(path):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    while True:  # os.mkdir applies the umask, as mkdir of the run directory itself would
+        staging = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            staging.mkdir()
+            break
+        except FileExistsError:
+            continue
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700
         write(RunDir(staging))
         if os.path.lexists(path):
             return False

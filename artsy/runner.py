@@ -16,8 +16,8 @@ config can name `../shared/data/...`; the resolved absolute path goes into confi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,18 +30,34 @@ from .config import Config, dump_yaml, load_run_config, source_checkout, to_dict
 from .data import task_data_from_config
 from .errors import CheckpointError, DataError, RunError, one_line
 from .metrics import Metrics
-from .rundir import RunDir, check_writable, create_run_dir, new_run_dir
+from .rundir import RunDir, check_writable, create_run_dir, new_run_dir, read_json
 from .synapse_log import SynapseLog
 
 PathLike = Union[str, os.PathLike]
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM, in the CLI) during a run: `resume_from` is what --resume takes."""
+def resume_command(path: PathLike) -> str:
+    return f"python -m artsy.run --resume {path}"
 
-    def __init__(self, resume_from: Path) -> None:
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, in the CLI) once a run directory exists: `resume_from` is what
+    --resume takes."""
+
+    def __init__(self, resume_from: PathLike) -> None:
         super().__init__(str(resume_from))
-        self.resume_from = resume_from
+        self.resume_from = Path(resume_from)
+
+
+@contextlib.contextmanager
+def interrupts_resume(path: PathLike):
+    """An interrupt in this block becomes RunInterrupted(path) (an inner one keeps its path)."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as e:
+        raise RunInterrupted(path) from e
 
 
 @dataclass
@@ -141,9 +157,10 @@ def read_metrics(run_dir: PathLike) -> Metrics:
     if not path.is_file():
         raise RunError(f"{path} does not exist: expected a run directory written by "
                        "python -m artsy.run")
+    data = read_json(path)
     try:
-        return Metrics.from_dict(json.loads(path.read_text()))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        return Metrics.from_dict(data)
+    except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"cannot read {path} ({type(e).__name__}: {one_line(e)[:120]}): resume "
                        "the run to rebuild it from its checkpoints") from None
 
@@ -170,10 +187,11 @@ def _start(cfg: Config, name: str, stop_after: Optional[int], progress: Optional
         run_dir = new_run_dir(cfg.run.out_dir, run_name(cfg, name), write)
     else:
         run_dir = create_run_dir(run_dir, write)
-    metrics = Metrics(data.n_tasks, _run_meta(cfg, data, learner))
-    print(f"run directory: {run_dir}", flush=True)
-    _learn_tasks(cfg, run_dir, learner, metrics, _log(cfg, run_dir, learner), 0, 0, stop_after,
-                 resume_hint or run_dir.path)
+    with interrupts_resume(resume_hint or run_dir.path):
+        metrics = Metrics(data.n_tasks, _run_meta(cfg, data, learner))
+        print(f"run directory: {run_dir}", flush=True)
+        _learn_tasks(cfg, run_dir, learner, metrics, _log(cfg, run_dir, learner), 0, 0,
+                     stop_after, resume_hint or run_dir.path)
     return RunResult(run_dir, metrics)
 
 
@@ -243,12 +261,11 @@ def _learn_tasks(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: S
     An interrupt becomes RunInterrupted, and bad data found mid-run a DataError, that name the
     directory to resume."""
     try:
-        _learn(cfg, run_dir, learner, metrics, log, start, step_offset, stop_after, resume_hint)
-    except KeyboardInterrupt as e:
-        raise RunInterrupted(resume_hint) from e
+        with interrupts_resume(resume_hint):
+            _learn(cfg, run_dir, learner, metrics, log, start, step_offset, stop_after,
+                   resume_hint)
     except DataError as e:  # found mid-run (e.g. an unreadable image): fix it, then resume
-        raise DataError(f"{one_line(e)}; then continue with python -m artsy.run --resume "
-                        f"{resume_hint}") from e
+        raise DataError(f"{one_line(e)}; then continue with {resume_command(resume_hint)}") from e
 
 
 def _learn(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: SynapseLog, start: int,
@@ -274,7 +291,7 @@ def _learn(cfg: Config, run_dir: RunDir, learner, metrics: Metrics, log: Synapse
                 "step_offset": step_offset})
         if stop_after is not None and t + 1 >= stop_after and t + 1 < n_tasks:
             print(f"stopped after task {t} (--stop-after {stop_after}); continue with "
-                  f"--resume {resume_hint}")
+                  f"{resume_command(resume_hint)}")
             return
 
 
@@ -333,6 +350,13 @@ def resume_seeds(path: PathLike, stop_after: Optional[int] = None,
 def _seed_runs(cfg: Config, parent: RunDir, stop_after: Optional[int],
                progress: Optional[bool]) -> SeedsResult:
     runs = {}
+    with interrupts_resume(parent.path):
+        _each_seed(cfg, parent, stop_after, progress, runs)
+    return SeedsResult(parent.path, runs, _write_summary(cfg, parent, runs))
+
+
+def _each_seed(cfg: Config, parent: RunDir, stop_after: Optional[int],
+               progress: Optional[bool], runs: dict) -> None:
     for seed in cfg.seeds:
         run_dir = parent.seed_run(seed)
         print(f"\n== seed {seed} ({run_dir})", flush=True)
@@ -341,7 +365,6 @@ def _seed_runs(cfg: Config, parent: RunDir, stop_after: Optional[int],
         else:
             runs[seed] = _start(seeds.seed_config(cfg, seed), "run", stop_after, progress,
                                 run_dir, resume_hint=parent.path)
-    return SeedsResult(parent.path, runs, _write_summary(cfg, parent, runs))
 
 
 def _write_summary(cfg: Config, parent: RunDir, runs: dict[int, RunResult]) -> dict:

@@ -115,7 +115,7 @@ class SynapseLog:
         try:
             ds = io.load(self.path)
             done = set(int(t) for t in ds.after_task.values)
-        except Exception as e:  # any unreadable file: the message names it
+        except (ValueError, KeyError, AttributeError) as e:  # not a log (synsim.io's errors)
             raise RunError(f"cannot resume: the synapse log {self.path} is unreadable "
                            f"({type(e).__name__}: {one_line(e)[:120]}); {relearn}") from None
         missing = sorted(set(range(n_tasks_done)) - done)

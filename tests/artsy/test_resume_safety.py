@@ -109,7 +109,7 @@ def test_resume_refuses_each_changed_result_deciding_key(key, finished, tmp_path
 
 
 @pytest.mark.parametrize("key, value", [("run.out_dir", "elsewhere"), ("run.name", "renamed"),
-                                        ("run.eval_batch_size", 7), ("seeds", [1, 2])])
+                                        ("run.save_checkpoints", True), ("seeds", [1, 2])])
 def test_resume_accepts_keys_that_cannot_change_results(key, value, finished, tmp_path):
     run_dir = Path(shutil.copytree(finished, tmp_path / "run"))
     RunDir(run_dir).checkpoint(2).unlink()  # task 2 is learned again
@@ -124,6 +124,31 @@ def test_resume_accepts_keys_that_cannot_change_results(key, value, finished, tm
     expected, got = comparable(finished), comparable(run_dir)
     expected.pop("name"), got.pop("name")
     assert got == expected
+
+
+def test_resume_refuses_another_device_type(finished, tmp_path, capsys):
+    copy = Path(shutil.copytree(finished, tmp_path / "run"))
+    RunDir(copy).checkpoint(2).unlink()  # task 2 is to be learned again
+    record = json.loads(RunDir(copy).fingerprint.read_text())
+    assert record["device"] == {"type": "cpu", "amp": "none"}
+    record["device"] = {"type": "cuda", "amp": "bf16"}  # as if started on a GPU
+    RunDir(copy).fingerprint.write_text(json.dumps(record))
+    check_cli(run.main, ["--resume", str(copy)], capsys, ["runs on cpu", "started on cuda",
+                                                          "train.device"], watched=[copy])
+
+
+def test_keys_added_to_the_schema_later_keep_old_runs_resumable(monkeypatch):
+    """A run fingerprinted before a key existed resumes when its config gets the key's
+    old-behaviour value (ADDED_KEYS), and refuses any other value."""
+    cfg = load_config(TINY)
+    current = fingerprint.config_fingerprint(cfg)
+    before = {**current, "config": {k: v for k, v in current["config"].items()
+                                    if k != "synapse.ngai.pre"}}
+    monkeypatch.setitem(fingerprint.SCHEMA_CHANGES, "synapse.ngai.pre",
+                        current["config"]["synapse.ngai.pre"])
+    assert fingerprint.difference(before, current) is None
+    monkeypatch.setitem(fingerprint.SCHEMA_CHANGES, "synapse.ngai.pre", "mlp")
+    assert "synapse.ngai.pre" in fingerprint.difference(before, current)
 
 
 # --- the data: renamed classes, replaced images
