@@ -70,7 +70,8 @@ FROM_METRICS = {"avg": "avg", "last": "last", "forgetting": "forgetting",
                 "images_per_s": "images_per_s", "feature_cosine": "mean_feature_cosine",
                 "train_time_s": "train_time_s", "inference_time_s": "eval_time_s",
                 "peak_cuda_mib": "peak_cuda_mib"}
-FROM_LAST_TASK = ("final_gate_accuracy", "oracle_task_accuracy")  # the last task's row
+# the last task's row (T = every task): its gate accuracy, oracle accuracy and inference speed
+FROM_LAST_TASK = ("final_gate_accuracy", "oracle_task_accuracy", "final_images_per_s")
 FROM_PROCESS = ("wall_time_s", "peak_rss_mib")
 NUMBERS = (*FROM_METRICS, *FROM_LAST_TASK, *FROM_PROCESS)
 
@@ -246,7 +247,7 @@ def table(rows: list[dict]) -> str:
 
     cuda = any(r["mean"]["peak_cuda_mib"] is not None for r in rows)
     head = ["row", "seeds", "Avg", "Last", "forget", "gate acc", "final gate", "task-id", "open",
-            "sub-net passes/img (EASE)", "img/s", "train s", "infer s", "cos(E_t, E_0)",
+            "sub-net passes/img (EASE)", "img/s", "img/s at T", "train s", "infer s", "cos(E_t, E_0)",
             "wall s", "peak RSS MiB", *(["CUDA MiB"] if cuda else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -255,7 +256,8 @@ def table(rows: list[dict]) -> str:
                  pm(r, "task_id_accuracy"), pm(r, "mean_open_gates"),
                  f"{pm(r, 'subnetwork_passes_per_image')} "
                  f"({fmt(r['mean']['ease_subnetwork_passes_per_image'])})",
-                 pm(r, "images_per_s", 0), pm(r, "train_time_s", 1),
+                 pm(r, "images_per_s", 0), pm(r, "final_images_per_s", 0),
+                 pm(r, "train_time_s", 1),
                  pm(r, "inference_time_s", 1), pm(r, "feature_cosine", 4),
                  pm(r, "wall_time_s", 1), pm(r, "peak_rss_mib", 0),
                  *([pm(r, "peak_cuda_mib", 0)] if cuda else [])]
