@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-fast bench crosscheck clean-venv
+.PHONY: demo test test-fast bench gpu-check crosscheck clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ crosscheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/synsim_throughput.py
+
+# on a GPU machine (<= 8 min): the tests marked cuda, a ViT-B/16 run per gate, the CUDA benchmark;
+# one JSON in benchmarks/results/gpu_check.json. Without a GPU: says so, runs nothing, exits 0.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -137,7 +137,7 @@ def test_peak_memory_is_the_process_max_rss_and_no_cuda_on_the_cpu():
     assert mem["peak_rss_mib"] > 50 and math.isnan(mem["peak_cuda_mib"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_peak_cuda_memory_is_torchs_peak_allocation():
     x = torch.ones(64, 2**20, device="cuda")  # 256 MiB
     assert peak_memory_mib("cuda")["peak_cuda_mib"] >= 256
