@@ -35,6 +35,7 @@ residual adapters on the CIFAR-10 JPEGs at 96 px), about 3 minutes per gate and 
     python benchmarks/artsy_compare.py --quick
     python benchmarks/artsy_compare.py --config demo --seeds 1993,1994,1995 --frozen --baselines
     python benchmarks/artsy_compare.py --config tiny-synthetic --gates mlp,ngai train.epochs=2
+    python benchmarks/artsy_compare.py ... --runs-dir RUNS   # continue an interrupted benchmark
 
 Outputs, beside `--out` (default benchmarks/results/artsy_compare-<config>.json): the JSON, the
 table (`.md`), the figure (`-seeds.png`: accuracy after each task, mean ± std band over seeds, one
@@ -49,6 +50,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -202,14 +204,29 @@ def row_specs(gates: list[str], frozen: bool, baselines: list[str] = ()) -> list
 
 def run_one(launcher, config: str, overrides: list[str], row: dict, seed: int,
             runs_dir: Path) -> dict:
-    """One (row, seed) child; its numbers, run directory and accuracy curve."""
+    """One (row, seed) child; its numbers, run directory and accuracy curve. A run finished
+    by an earlier call on the same runs directory (--runs-dir) is read back instead."""
+    from synsim.files import write_json
+
     tag = row["name"].replace(" ", "-")
     run_dir = runs_dir / tag / f"seed-{seed}"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     answer, log = run_dir.parent / f"seed-{seed}.run_dir", run_dir.parent / f"seed-{seed}.log"
     job = {"config": config, "overrides": [*overrides, *row["overrides"]], "seed": seed,
            "run_dir": str(run_dir), "answer": str(answer), "log": str(log)}
-    got = launcher.run(job)
+    done = run_dir / "metrics.json"
+    if done.is_file() and answer.is_file() and json.loads(done.read_text())["tasks_done"] == \
+            json.loads(done.read_text())["n_tasks"]:  # finished in an earlier, interrupted call
+        process = run_dir.parent / f"seed-{seed}.process.json"
+        got = {"exit": 0, **(json.loads(process.read_text()) if process.is_file()
+                             else {k: None for k in FROM_PROCESS})}
+    else:
+        if run_dir.exists():  # an unfinished run of an interrupted call: started over
+            shutil.rmtree(run_dir)
+        got = launcher.run(job)
+        if got["exit"] == 0:
+            write_json(run_dir.parent / f"seed-{seed}.process.json",
+                       {k: got[k] for k in FROM_PROCESS})
     if got["exit"] != 0:
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise SystemExit(f"{row['name']} seed {seed} failed (exit {got['exit']}): {tail[0]}; "
@@ -314,6 +331,9 @@ def main(argv=None) -> int:
                    "only with --quick; otherwise a fresh interpreter per run)")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON file (default benchmarks/results/artsy_compare-<config>.json)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="continue the runs directory of an interrupted benchmark (same "
+                        "arguments): finished (row, seed) runs are read back, not run again")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the fork server
     p.add_argument("--child", help=argparse.SUPPRESS)  # one fresh run: its job as JSON
     p.add_argument("overrides", nargs="*", help="config overrides for every run, key=value")
@@ -359,8 +379,8 @@ def compare(p: argparse.ArgumentParser, args: argparse.Namespace, launcher) -> i
     seeds = args.seeds or (cfg.seeds[:2] if args.quick else list(cfg.seeds))
     out = (args.out or REPO / "benchmarks" / "results"
            / f"artsy_compare-{Path(config).stem}.json").resolve()
-    runs_dir = out.parent / f"{out.stem}-runs-{time.strftime('%Y%m%d-%H%M%S')}"
-    runs_dir.mkdir(parents=True)
+    runs_dir = args.runs_dir or out.parent / f"{out.stem}-runs-{time.strftime('%Y%m%d-%H%M%S')}"
+    runs_dir.mkdir(parents=True, exist_ok=args.runs_dir is not None)
     print(f"{len(rows)} rows x {len(seeds)} seeds ({seeds}); runs in {runs_dir}", flush=True)
 
     results = []
