@@ -2,5 +2,6 @@
 
 Modules: params, kinetics, model (the step), simulate (the run loop), protocols, experiments (the
 canonical experiments, defined once), rule (the per-presentation rule), io (the xarray/netCDF
-schema), files (atomic writes), figures (drawing only), crosscheck, demo.
+schema), files (atomic writes), errors (bad input: one line), figures (drawing only), sweep
+(parameter grids on Dask), crosscheck, demo.
 """

@@ -276,6 +276,51 @@ def fig_residuals(ours: xr.Dataset, ref: xr.Dataset, variable: str = "calcium"):
     return fig, {"synsim": a.values, "brian2": b.values, "residual": residual}
 
 
+def fig_sweep_heatmap(ds: xr.Dataset, x: str, y: str, summary: str, at: dict | None = None):
+    """A summary of a parameter sweep (synsim.sweep) over two of its dimensions, as a heatmap.
+
+    Every other dimension of `summary` is taken at the index `at[dim]` when given, else averaged
+    (NaN, a point not computed yet, is left out of the mean). Cells are evenly spaced, one per
+    grid value in the grid's order, labelled with the values. `data` holds the x and y
+    coordinates and the drawn (y, x) array.
+    """
+    da = ds[summary]
+    at = dict(at or {})
+    if x == y or x not in da.dims or y not in da.dims:
+        raise ValueError(f"x = {x!r}, y = {y!r}: must be two different dimensions of {summary} "
+                         f"{da.dims}")
+    taken = []
+    for dim in da.dims:
+        if dim in (x, y):
+            continue
+        if dim in at:
+            value = ds[dim].values[at[dim]] if dim in ds.coords else at[dim]
+            units = ds[dim].attrs.get("units", "") if dim in ds.coords else ""
+            units = "" if units in ("", "1") else f" {units}"
+            da = da.isel({dim: at[dim]})
+            taken.append(f"{dim} = {value:g}{units}")
+        else:
+            da = da.mean(dim, keep_attrs=True)
+            taken.append(f"mean over {dim}")
+    values = da.transpose(y, x).values.astype(float)
+    plt = style()
+    fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN, SINGLE_COLUMN_IN * 0.8))
+    nx, ny = values.shape[1], values.shape[0]
+    mesh = ax.pcolormesh(np.arange(nx), np.arange(ny), values, shading="nearest",
+                         cmap="viridis", rasterized=True)
+    for axis, name, n in ((ax.xaxis, x, nx), (ax.yaxis, y, ny)):
+        ticks = np.arange(0, n, max(1, int(np.ceil(n / 8))))
+        axis.set_ticks(ticks)
+        axis.set_ticklabels([f"{v:g}" for v in ds[name].values[ticks]])
+    ax.set_xlabel(label(ds[x]))
+    ax.set_ylabel(label(ds[y]))
+    cbar = fig.colorbar(mesh, ax=ax, pad=0.02)
+    cbar.set_label(label(ds[summary]))
+    if taken:
+        ax.set_title("; ".join(taken))
+    return fig, {x: ds[x].values, y: ds[y].values, summary: values}
+
+
 # ---------------------------------------------------------------- the figure set and its CLI
 # figure name -> (the synsim.experiments.CLASSIC dataset it draws, the drawing function)
 FIGURES = {
