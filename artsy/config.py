@@ -116,6 +116,9 @@ class TrainConfig:
     scheduler: Literal["cosine", "constant"] = "cosine"
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: Literal["bf16", "fp16", "none"] = "bf16"
+    # false: adapters train on the eval transform (no random crop or flip), e.g. to compare a
+    # run on several processes with a single-process one (docs/architecture.md §5.8)
+    augment: bool = True
 
 
 @dataclass
@@ -176,6 +179,9 @@ class RanpacConfig:
     m: int = _f(5000, 1)  # projection width M (RanPAC uses 10000 on ViT-B; 5000 suits the demo)
     ridge: Optional[float] = _f(None, 0.0)  # lambda; null: chosen per task on held-out inputs
     val_share: float = _f(0.2, 0.0, 1.0)  # share of the task's training inputs held out for it
+    # the read-out solves with lambda >= ridge_floor * trace(G): below it the float64 solve of the
+    # rank-deficient G (fewer inputs than M) returns noise; 0 keeps RanPAC's grid as it is
+    ridge_floor: float = _f(1e-12, 0.0)
 
 
 @dataclass
@@ -250,7 +256,8 @@ def load_config(name_or_path: Union[str, os.PathLike],
 RETIRED_KEYS = {("synapse", "input"): "h0", ("prototypes", "fusion"): "concat"}
 # Keys added with a default that changes what a run does, with the behaviour before them. A run's
 # config.yaml is a full dump of the config of its day: a key it lacks takes that old value.
-ADDED_KEYS = {("synapse", "ngai", "pre"): "mlp"}
+ADDED_KEYS = {("synapse", "ngai", "pre"): "mlp", ("train", "augment"): True,
+              ("ranpac", "ridge_floor"): 0.0}
 
 
 def load_run_config(path: Union[str, os.PathLike]) -> Config:

@@ -10,7 +10,9 @@ forward pass: E_t runs only on the inputs whose gate t is open.
 
 Every random stage of a task is seeded from (run.seed, task, stage), so a run resumed from a
 checkpoint reproduces an uninterrupted one on CPU. CUDA with bf16 autocast when available, CPU
-otherwise.
+otherwise. Under torchrun (several processes; artsy.distributed, docs/architecture.md §5.8) the
+adapters train data-parallel on the single-process batches and the feature pass and evaluation
+are split over the processes and gathered, so every rank holds the single-process arrays.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import distributed
 from .adapters import attach_adapters
 from .backbones import build_backbone, check_image_size, feature_dim
 from .config import Config
 from .data import TaskData
-from .errors import ConfigError
+from .errors import ConfigError, RunError
 from .metrics import EvalResult
 from .prototypes import PrototypeBank, class_means, class_task_index, reweighted_cosine_logits
 from .gates import GateInputs, make_gates
@@ -46,16 +49,51 @@ def task_seed(seed: int, task: int, stage: str) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto': CUDA when available, else CPU; an explicit device must exist."""
+    """'auto': CUDA when available, else CPU; an explicit device must exist. One of several
+    processes (torchrun) takes the GPU of its LOCAL_RANK (artsy.distributed)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"config key 'train.device': {name!r} but CUDA is not available here; "
-                          "use train.device=auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"config key 'train.device': {name!r} but MPS is not available here")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"config key 'train.device': {name!r} but CUDA is not available "
+                              "here; use train.device=auto or cpu")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError(f"config key 'train.device': {name!r} but MPS is not available "
+                              "here")
+    if distributed.launched():
+        return _rank_device(name, device)
     return device
+
+
+def _rank_device(name: str, device: torch.device) -> torch.device:
+    """The device of one of several processes: cuda:LOCAL_RANK, or the CPU."""
+    if device.type == "mps":
+        raise ConfigError(f"config key 'train.device': {name!r} cannot be shared by several "
+                          "processes (torchrun); use cpu or cuda")
+    if device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise ConfigError(f"config key 'train.device': {name!r}, but under torchrun each "
+                          "process takes the GPU of its LOCAL_RANK; set train.device=cuda (or "
+                          "auto) and choose the GPUs with CUDA_VISIBLE_DEVICES")
+    local, n_gpus = distributed.local_rank(), torch.cuda.device_count()
+    if local >= n_gpus:
+        raise RunError(f"LOCAL_RANK is {local} but only {n_gpus} GPUs are visible: start at "
+                       f"most {n_gpus} processes per node (torchrun --nproc_per_node)")
+    return torch.device("cuda", local)
+
+
+class TaskModel(nn.Module):
+    """The network of task `task` with its temporary head: what DistributedDataParallel wraps
+    when several processes train one sub-network (artsy.distributed)."""
+
+    def __init__(self, net: nn.Module, head: nn.Module, task: int) -> None:
+        super().__init__()
+        self.net, self.head, self.task = net, head, task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(x, task=self.task).float())
 
 
 class CosineLinear(nn.Module):
@@ -172,8 +210,13 @@ class Learner:
                  if t.scheduler == "cosine" and t.epochs > 0 else None)
         fp16 = self.device.type == "cuda" and t.amp == "fp16"
         scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-        loader = self._loader(self.data.train_set(task), t.batch_size,
-                              seed=task_seed(self.cfg.run.seed, task, "adapter"))
+        # train.augment false: the eval transform (no random crop or flip), e.g. to compare runs
+        dataset = (self.data.train_set(task) if t.augment
+                   else self.data.train_set(task, transform=self.data.test_transform))
+        seed = task_seed(self.cfg.run.seed, task, "adapter")
+        if distributed.active():
+            return self._train_data_parallel(task, dataset, seed, head, opt, sched, scaler)
+        loader = self._loader(dataset, t.batch_size, seed=seed)
         passes = 0
         self.net.train()
         for epoch in range(t.epochs):
@@ -198,6 +241,52 @@ class Learner:
         self.net.eval()
         return passes
 
+    def _train_data_parallel(self, task: int, dataset, seed: int, head: nn.Module, opt, sched,
+                             scaler) -> int:
+        """_train_subnetwork on several processes: each global batch is the single-process one
+        (same seeded order), rank r trains on its contiguous slice, and its summed loss is
+        scaled by K / (global batch size), so DDP's average over the K ranks is the
+        single-process batch-mean gradient (a rank with an empty slice runs a stand-in image
+        weighed 0). Returns the images of every rank (the single-process count)."""
+        t = self.cfg.train
+        known = self.data.known_classes(task)
+        generator = torch.Generator().manual_seed(seed)
+        sampler = distributed.GlobalBatchSlices(dataset, t.batch_size, generator)
+        loader = DataLoader(dataset, batch_sampler=sampler, generator=generator,
+                            num_workers=self.cfg.data.num_workers,
+                            pin_memory=self.device.type == "cuda",
+                            worker_init_fn=distributed.worker_init_fn())
+        model = distributed.data_parallel(TaskModel(self.net, head, task), self.device)
+        distributed.reseed_rank(seed)  # after the shared initialisation: per-rank augmentation
+        world = distributed.world_size()
+        passes = 0
+        self.net.train()
+        for epoch in range(t.epochs):
+            loss_sum, correct, seen = 0.0, 0, 0
+            bar = self._bar(loader, f"task {task} epoch {epoch + 1}/{t.epochs}")
+            for (x, y), (size, mine) in zip(bar, sampler.plan()):
+                x, y = x.to(self.device, non_blocking=True), (y - known).to(self.device)
+                with self._autocast():
+                    logits = model(x)
+                    summed = F.cross_entropy(logits, y, reduction="sum")
+                    loss = summed * (world / size if mine else 0.0)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                if mine:
+                    loss_sum += summed.item()
+                    correct += int((logits.argmax(1) == y).sum())
+                    seen += len(y)
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
+                                    acc=f"{100 * correct / seen:.1f}")
+                passes += size
+            if sched is not None:
+                sched.step()
+        self.net.eval()
+        del model  # DDP's hooks go with it; the adapter set is frozen next
+        return passes
+
     @torch.inference_mode()
     def _task_features(self, task: int):
         """One pass over task t's training images (eval transform): h0 (or None), the labels,
@@ -209,7 +298,10 @@ class Learner:
         would be billed to that gate's training time and passes."""
         dataset = self.data.train_set(task, transform=self.data.test_transform)
         h0s, labels, feats = [], [], [[] for _ in range(task + 1)]
-        for x, y in self._bar(self._loader(dataset, self.cfg.run.eval_batch_size),
+        # several processes: each passes its block of the images; the blocks are joined in
+        # rank order, so every rank holds the single-process arrays (artsy.distributed)
+        for x, y in self._bar(self._loader(distributed.shard(dataset),
+                                           self.cfg.run.eval_batch_size),
                               f"task {task} features"):
             x = x.to(self.device, non_blocking=True)
             with self._autocast():
@@ -218,11 +310,12 @@ class Learner:
                 for i in range(task + 1):
                     feats[i].append(self.net(x, task=i).float().cpu())
             labels.append(y)
-        h0 = torch.cat(h0s) if self.needs_h0 else None
-        feats = [torch.cat(f) for f in feats]
+        concat = distributed.concat
+        h0 = concat(h0s, self.device) if self.needs_h0 else None
+        feats = [concat(f, self.device) for f in feats]
         self.feature_cosine = math.nan if h0 is None or not len(h0) else float(
             F.cosine_similarity(feats[task].double(), h0.double(), dim=1).mean())
-        return h0, torch.cat(labels), feats
+        return h0, concat(labels, self.device), feats
 
     # --- inference ---
     @torch.inference_mode()
@@ -233,7 +326,8 @@ class Learner:
         class_task = self.class_task(task)
         out = {k: [] for k in ("labels", "preds", "oracle", "open", "score")}
         ptm_passes = subnet_passes = 0
-        loader = self._loader(self.data.test_set(task), self.cfg.run.eval_batch_size)
+        loader = self._loader(distributed.shard(self.data.test_set(task)),
+                              self.cfg.run.eval_batch_size)  # several processes: a block each
         for x, y in self._bar(loader, f"task {task} eval"):
             x = x.to(self.device, non_blocking=True)
             task_ids = torch.as_tensor(self.data.task_of(y.numpy()))
@@ -267,12 +361,13 @@ class Learner:
             out["oracle"].append(oracle.argmax(1).cpu().numpy())
             out["open"].append(d.open.cpu().numpy())
             out["score"].append(d.score.cpu().numpy())
-        cat = {k: np.concatenate(v) for k, v in out.items()}
+        cat = {k: distributed.concat_numpy(v, self.device) for k, v in out.items()}
         return EvalResult(labels=cat["labels"], preds=cat["preds"], oracle_preds=cat["oracle"],
                           input_task=self.data.task_of(cat["labels"]),
                           pred_task=self.data.task_of(cat["preds"]), open=cat["open"],
                           score=cat["score"], eval_time_s=time.perf_counter() - start,
-                          ptm_passes=ptm_passes, subnet_passes=subnet_passes)
+                          ptm_passes=distributed.all_sum(ptm_passes),
+                          subnet_passes=distributed.all_sum(subnet_passes))
 
     def _logits(self, feats, class_task, task, open_mask, h0) -> torch.Tensor:
         """Reweighted cosine logits over the open blocks (all closed: zero, plus the PTM block)."""

@@ -10,6 +10,10 @@ entry of its `seeds` list (artsy.seeds) and writes the mean ± std summary. `--d
 config, the class order, the task split and the work per task (artsy.plan). Bad input is one line
 on stderr, exit code 2. Ctrl-C or SIGTERM stops the run (exit 130 or 143) and names the directory
 to resume.
+
+`torchrun --nproc_per_node=K -m artsy.run ...` runs the same run on K processes (artsy.distributed,
+docs/architecture.md §5.8): rank 0 prints and writes; a bad input on any rank ends every rank with
+exit code 2 and rank 0 prints the one line.
 """
 
 from __future__ import annotations
@@ -62,10 +66,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if in_main_thread else None
+    writer, ok = True, False
     try:
-        result = _run(args)
+        from . import distributed  # no torch: the rank comes from the environment
+
+        writer = distributed.is_writer()
+        with distributed.quiet():  # several processes: rank 0 alone prints
+            result = _run(args)
+            _print_result(result)
+        ok = True
     except BAD_INPUT as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        # one process, or several that agreed on the error: rank 0 prints it; an error only this
+        # rank met (outside artsy.distributed.agree) it prints itself
+        if writer or not getattr(e, "agreed", False):
+            where = "" if writer else f"rank {distributed.rank()}: "
+            print(f"error: {where}{one_line(e)}", file=sys.stderr)
+        ok = getattr(e, "agreed", False) or not distributed.launched()  # every rank is here
         return 2
     except KeyboardInterrupt as e:
         where = getattr(e, "resume_from", None) or args.resume  # runner.RunInterrupted's
@@ -73,13 +89,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         what = "stopped (SIGTERM)" if sigterm else "interrupted"
         hint = (f"continue with {runner_module().resume_command(where)}" if where
                 else "before the run directory was made: nothing to resume")
-        print(f"\n{what}; {hint}", file=sys.stderr)
+        if writer:
+            print(f"\n{what}; {hint}", file=sys.stderr)
         return EXIT_CODE[signal.SIGTERM if sigterm else signal.SIGINT]
+    except Exception as e:
+        code = _peer_lost(e, writer)
+        if code is None:
+            raise
+        return code
     finally:
         if in_main_thread:  # None: a handler not set from Python; restore the default then
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        if ok:
+            distributed.shutdown()
+    return 0
+
+
+def _peer_lost(e: Exception, writer: bool) -> Optional[int]:
+    """Exit code 1 for a rank that lost the others because another rank failed (whose own output
+    shows why), with one line from rank 0; None when `e` is this rank's own bug."""
+    from . import distributed
+
+    if not distributed.launched():
+        return None
+    if isinstance(e, distributed.PeerFailure):
+        if writer:
+            print(f"error: {one_line(e)} (see its traceback)", file=sys.stderr)
+        return 1
+    if distributed.lost_peer(e):
+        if writer:
+            print(f"error: lost the other processes ({type(e).__name__}: {one_line(e)[:200]}); "
+                  "the cause is in the output of the rank that failed first", file=sys.stderr)
+        return 1
+    return None
+
+
+def _print_result(result) -> None:
     if result is None:
-        return 0
+        return
     from . import seeds
 
     if isinstance(result, runner_module().SeedsResult):
@@ -88,7 +135,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(seeds.table(result.summary))
     else:
         print_outputs(result)
-    return 0
 
 
 def runner_module():
@@ -101,20 +147,31 @@ def runner_module():
 
 def _run(args: argparse.Namespace):
     """The run, the resumed run or the dry run the arguments ask for (None: printed already)."""
+    from . import distributed
+
+    if args.dry_run and not distributed.is_writer():
+        return None  # several processes: rank 0 alone plans and prints
+    if not args.dry_run:
+        distributed.init_from_env()  # torchrun: join the other processes (nothing for one)
+
+    def prepare():
+        if args.resume:
+            if args.config or args.overrides or args.dry_run or args.seeds:
+                raise RunError("--resume RUN_DIR takes no config, overrides, --dry-run or "
+                               "--seeds: the run continues with RUN_DIR/config.yaml")
+            return "resume", runner_module().is_seeds_dir(args.resume), None
+        if not args.config:
+            raise RunError("give a config name or path (or --resume RUN_DIR); configs: "
+                           + ", ".join(config_names()))
+        name = Path(str(config_path(args.config))).stem
+        return name, None, load_config(args.config, args.overrides)
+
+    name, seeds_dir, cfg = distributed.agree(prepare, share=True)  # rank 0's reading
+    runner = runner_module()
     if args.resume:
-        if args.config or args.overrides or args.dry_run or args.seeds:
-            raise RunError("--resume RUN_DIR takes no config, overrides, --dry-run or --seeds: "
-                           "the run continues with RUN_DIR/config.yaml")
-        runner = runner_module()
-        if runner.is_seeds_dir(args.resume):
+        if seeds_dir:
             return runner.resume_seeds(args.resume, args.stop_after)
         return runner.resume_run(args.resume, args.stop_after)
-    if not args.config:
-        raise RunError("give a config name or path (or --resume RUN_DIR); configs: "
-                       + ", ".join(config_names()))
-    name = Path(str(config_path(args.config))).stem
-    cfg = load_config(args.config, args.overrides)
-    runner = runner_module()
     if args.dry_run:
         from .plan import dry_run
 

@@ -5,7 +5,9 @@ training images with the test transform (h0 = E_0(x), as the artsy learner's fea
 hands the features to its classifier (`_fit`); evaluation scores the test images of all seen
 classes with `_logits`. Its EvalResult has zero gate columns (no sub-network, so none opens) and
 its run no synapse log. The backbone is built as the artsy learner builds it, random-init weights
-seeded alike, so both read the same E_0.
+seeded alike, so both read the same E_0. On several processes (torchrun) both passes are split
+into contiguous blocks and gathered in rank order, so every rank fits the classifier on the
+single-process features (artsy.distributed).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .. import distributed
 from ..config import Config
 from ..metrics import EvalResult
 from ..prototypes import class_task_index
@@ -91,8 +94,10 @@ class FrozenFeatureLearner(Method):
         return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
     def _batches(self, dataset, desc: str):
-        loader = DataLoader(dataset, batch_size=self.cfg.run.eval_batch_size, shuffle=False,
-                            num_workers=self.cfg.data.num_workers,
+        """The batches of `dataset` in order; with several processes, this rank's block of it
+        (the results are then joined in rank order: artsy.distributed)."""
+        loader = DataLoader(distributed.shard(dataset), batch_size=self.cfg.run.eval_batch_size,
+                            shuffle=False, num_workers=self.cfg.data.num_workers,
                             pin_memory=self.device.type == "cuda")
         disable = None if self.progress is None else not self.progress
         return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=disable)
@@ -117,7 +122,8 @@ class FrozenFeatureLearner(Method):
         for x, y in self._batches(dataset, f"task {task} features"):
             h0s.append(self._h0(x).cpu())
             labels.append(y)
-        h0, labels = torch.cat(h0s), torch.cat(labels)
+        h0 = distributed.concat(h0s, self.device)  # every process: the whole task's features
+        labels = distributed.concat(labels, self.device)
         self._fit(task, h0, labels)
         self.n_tasks += 1
         no_rows = empty_rows(np.zeros(0, dtype=np.int64), 0)  # no synapses: nothing to log
@@ -137,7 +143,7 @@ class FrozenFeatureLearner(Method):
             out["labels"].append(y.numpy())
             out["preds"].append(logits.argmax(1).cpu().numpy())
             out["oracle"].append(oracle.argmax(1).cpu().numpy())
-        cat = {k: np.concatenate(v) for k, v in out.items()}
+        cat = {k: distributed.concat_numpy(v, self.device) for k, v in out.items()}
         n = len(cat["labels"])
         return EvalResult(labels=cat["labels"], preds=cat["preds"], oracle_preds=cat["oracle"],
                           input_task=self.data.task_of(cat["labels"]),
