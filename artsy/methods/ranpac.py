@@ -10,6 +10,12 @@ E_0 stays as pre-trained, as in every other row of the comparison).
 - Read-out W_o = (G + lambda I)^-1 C; logits = phi W_o. lambda is `ranpac.ridge`, or as in
   RanPAC chosen per task from 10^-8 ... 10^8 by fitting on a seeded share 1 - `val_share` of the
   task's own training inputs and scoring the mean squared error on the rest: training data only.
+- Where we differ (a switch, `ranpac.ridge_floor`): the read-out's solve uses
+  max(lambda, ridge_floor * trace(G)). With fewer inputs than M (small data), G is rank-deficient
+  with eigenvalues up to ~1e9; RanPAC's 10^-8 then makes (G + lambda I) too ill-conditioned for a
+  float64 LU solve, which returns noise (digits, seed 1995: 11.4 % after the last task, 93.9 %
+  with the floor; the validation's own formula is exact and unaffected). `ridge_floor: 0` is
+  RanPAC as published.
 
 The state is G and C in float64: a checkpoint holds M^2 x 8 bytes (200 MB at M = 5000).
 """
@@ -108,10 +114,12 @@ class RanPAC(FrozenFeatureLearner):
         return ridge_by_validation(phi[fit], y[fit], phi[val], y[val])
 
     def readout(self) -> torch.Tensor:
-        """W_o = (G + lambda I)^-1 C (M x seen classes), lambda of the last task."""
+        """W_o = (G + lambda I)^-1 C (M x seen classes), lambda of the last task, at least
+        ranpac.ridge_floor * trace(G) (module docstring)."""
         if self._readout is None:
             a = self.gram.clone()
-            a.diagonal().add_(self.ridges[-1])
+            floor = self.cfg.ranpac.ridge_floor * float(self.gram.diagonal().sum())
+            a.diagonal().add_(max(self.ridges[-1], floor))
             self._readout = torch.linalg.solve(a, self.targets)
         return self._readout
 

@@ -132,7 +132,7 @@ def test_ranpac_statistics_are_exact_and_the_readout_is_the_ridge_solution():
     torch.testing.assert_close(learner.gram, phi.T @ phi)
     torch.testing.assert_close(learner.targets, phi.T @ F.one_hot(y, 4).double())
     assert len(learner.ridges) == 2 and all(r in RIDGES for r in learner.ridges)
-    lam = learner.ridges[-1]
+    lam = max(learner.ridges[-1], 1e-12 * float(learner.gram.trace()))  # ranpac.ridge_floor
     w = torch.linalg.solve(phi.T @ phi + lam * torch.eye(64, dtype=torch.float64),
                            phi.T @ F.one_hot(y, 4).double())
     torch.testing.assert_close(learner.readout(), w)
@@ -148,6 +148,27 @@ def test_ranpac_fixed_ridge_and_too_few_inputs_to_hold_out():
     tiny = learner_for("ranpac", "data.synthetic.train_per_class=1", "ranpac.val_share=0.6")
     with pytest.raises(DataError, match="too few to hold out ranpac.val_share=0.6"):
         tiny.learn_task(0)
+
+
+def test_ranpac_ridge_floor_keeps_a_rank_deficient_solve_meaningful():
+    """More features than inputs (M = 2048): G is singular; RanPAC's smallest lambda (1e-8)
+    is raised to ridge_floor * trace(G), where the solve agrees with the exact spectral one;
+    ridge_floor=0 keeps lambda as chosen."""
+    floored = learner_for("ranpac", "ranpac.m=2048", "ranpac.ridge=1e-8")
+    floored.learn_task(0)
+    g, c = floored.gram, floored.targets
+    lam = 1e-12 * float(g.trace())
+    assert lam > 1e-8
+    s, u = torch.linalg.eigh(g)
+    exact = (u / (s.clamp_min(0) + lam)) @ (u.T @ c)
+    h0, _ = train_features(floored, 0)
+    phi = torch.relu(h0.double() @ floored.projection)
+    logits, expected = phi @ floored.readout(), phi @ exact  # what the read-out is for
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    raw = learner_for("ranpac", "ranpac.m=2048", "ranpac.ridge=1e-8", "ranpac.ridge_floor=0")
+    raw.learn_task(0)
+    torch.testing.assert_close(raw.readout(), torch.linalg.solve(
+        raw.gram + 1e-8 * torch.eye(2048, dtype=torch.float64), raw.targets))
 
 
 def test_a_checkpoint_of_another_method_is_refused():
