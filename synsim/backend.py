@@ -49,8 +49,10 @@ class Backend:
             return np.array(values, dtype=dtype)
         import torch
 
-        return torch.as_tensor(np.asarray(values), dtype=self._torch_dtype(kind),
-                               device=self.device).clone()
+        # np.require: a writable contiguous copy of read-only or broadcast views (torch warns on
+        # non-writable arrays); the clone makes the tensor independent either way
+        return torch.as_tensor(np.require(values, requirements=("C", "W")),
+                               dtype=self._torch_dtype(kind), device=self.device).clone()
 
     def to_numpy(self, array) -> np.ndarray:
         if self.name == "numpy":

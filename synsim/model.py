@@ -80,10 +80,14 @@ def check_values(name: str, arr: np.ndarray, low: float = -math.inf, high: float
     return arr
 
 
-def _vector(name: str, values, n: int, n_name: str, dtype=float) -> np.ndarray:
+def _vector(name: str, values, n: int, n_name: str, dtype=float,
+            broadcast: bool = False) -> np.ndarray:
+    """A length-n vector; a scalar is repeated (as a read-only broadcast view, 0 bytes, when
+    `broadcast`: per-synapse initial values of large circuits)."""
     arr = _integers(name, values) if dtype is np.int64 else _floats(name, values)
     if arr.ndim == 0:
-        arr = np.full(n, arr.item(), dtype=dtype)
+        arr = (np.broadcast_to(arr.astype(dtype), (n,)) if broadcast
+               else np.full(n, arr.item(), dtype=dtype))
     if arr.shape != (n,):
         raise ValueError(f"{name} has shape {arr.shape}: must be ({n},) to match {n_name} = {n}")
     return arr
@@ -100,6 +104,10 @@ class Circuit:
     Valid input (NaN and inf refused): n_sources, n_post integers >= 0; syn_source, syn_post,
     pre_neuron integer indices in range; v_hold_mV in POTENTIAL_RANGE_MV; i_ext_pA finite (any
     sign); rho0 in [0, 1]; c0 >= 0 (calcium).
+
+    Memory: the two int64 index arrays (16 B per synapse) plus rho0 and c0 when given per synapse;
+    a scalar rho0 or c0 is kept as a read-only broadcast view and the default pre_neuron as a
+    read-only view of syn_source (0 B each; docs/performance.md §4).
     """
 
     syn_source: np.ndarray
@@ -127,8 +135,8 @@ class Circuit:
         _check_index("syn_post", self.syn_post, self.n_post, "n_post")
         self.v_hold_mV = _vector("v_hold_mV", self.v_hold_mV, self.n_post, "n_post")
         self.i_ext_pA = _vector("i_ext_pA", self.i_ext_pA, self.n_post, "n_post")
-        self.rho0 = _vector("rho0", self.rho0, self.n_syn, "n_syn")
-        self.c0 = _vector("c0", self.c0, self.n_syn, "n_syn")
+        self.rho0 = _vector("rho0", self.rho0, self.n_syn, "n_syn", broadcast=True)
+        self.c0 = _vector("c0", self.c0, self.n_syn, "n_syn", broadcast=True)
         check_values("v_hold_mV", self.v_hold_mV, *POTENTIAL_RANGE_MV, unit="mV")
         check_values("i_ext_pA", self.i_ext_pA, unit="pA")
         try:
@@ -136,9 +144,12 @@ class Circuit:
         except ValueError as e:
             raise ValueError(f"{e} (AMPA occupancy)") from None
         check_values("c0", self.c0, 0.0)
-        if self.pre_neuron is None:
-            self.pre_neuron = self.syn_source.copy()
-        self.pre_neuron = _vector("pre_neuron", self.pre_neuron, self.n_syn, "n_syn", np.int64)
+        if self.pre_neuron is None:  # the sources themselves (a read-only view: no copy)
+            self.pre_neuron = self.syn_source.view()
+            self.pre_neuron.flags.writeable = False
+        else:
+            self.pre_neuron = _vector("pre_neuron", self.pre_neuron, self.n_syn, "n_syn",
+                                      np.int64)
         check_values("pre_neuron", self.pre_neuron, 0)
 
     @property
