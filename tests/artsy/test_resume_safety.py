@@ -26,6 +26,7 @@ from synsim import io
 
 from ..bad_input import check_cli
 from .data.folder_fixtures import write_image_folder
+from .test_bad_inputs import edit_config
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -95,14 +96,7 @@ def test_resume_refuses_each_changed_result_deciding_key(key, finished, tmp_path
     run_dir = Path(shutil.copytree(finished, tmp_path / "run"))
     cfg = load_run_config(run_dir / "config.yaml")
     value = fingerprint.flat_config(cfg)[key]
-    new = _changed(cfg, key, value)
-    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-    *parents, last = key.split(".")
-    section = raw
-    for part in parents:
-        section = section[part]
-    section[last] = new
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    edit_config(run_dir, key, _changed(cfg, key, value))
     line = check_cli(run.main, ["--resume", str(run_dir)], capsys, [key, "start a new run"],
                      watched=[run_dir])
     assert "now but the run started with" in line
@@ -113,13 +107,7 @@ def test_resume_refuses_each_changed_result_deciding_key(key, finished, tmp_path
 def test_resume_accepts_keys_that_cannot_change_results(key, value, finished, tmp_path):
     run_dir = Path(shutil.copytree(finished, tmp_path / "run"))
     RunDir(run_dir).checkpoint(2).unlink()  # task 2 is learned again
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    section, *_ = key.split(".")
-    if "." in key:
-        cfg[section][key.split(".")[1]] = value
-    else:
-        cfg[key] = value
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    edit_config(run_dir, key, value)
     assert run.main(["--resume", str(run_dir)]) == 0
     expected, got = comparable(finished), comparable(run_dir)
     expected.pop("name"), got.pop("name")
@@ -201,9 +189,7 @@ def test_a_multi_seed_run_refuses_a_changed_parent_config(tmp_path, capsys):
     assert run.main([TINY, f"run.out_dir={tmp_path}", "seeds=[5]", "--seeds",
                      "--stop-after", "1"]) == 0
     (parent,) = tmp_path.glob("tiny-synthetic-seeds-*")
-    cfg = yaml.safe_load((parent / "config.yaml").read_text())
-    cfg["train"]["epochs"] = 3
-    (parent / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    edit_config(parent, "train.epochs", 3)
     check_cli(run.main, ["--resume", str(parent)], capsys, ["train.epochs", "3", "1"],
               watched=[parent])
 
