@@ -3,8 +3,9 @@
 A resumed run must end with the results an uninterrupted run would have had, so it may only
 continue with what the run started with: every config value except those that cannot change a
 result (NOT_DECIDING), the resolved class order and class names, the data (a digest of the image
-bytes for in-memory datasets, of the file names and sizes for image files) and the backbone's
-weights. The run directory's fingerprint.json holds them; `check` names the first difference in one line.
+bytes for in-memory datasets, of the file names and sizes for image files), the backbone's
+weights and the device type. The run directory's fingerprint.json holds them; `check` names the
+first difference in one line.
 """
 
 from __future__ import annotations

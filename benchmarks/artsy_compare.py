@@ -264,8 +264,8 @@ def table(rows: list[dict]) -> str:
 
     cuda = any(r["mean"]["peak_cuda_mib"] is not None for r in rows)
     head = ["row", "seeds", "Avg", "Last", "forget", "gate acc", "final gate", "task-id", "open",
-            "sub-net passes/img (EASE)", "img/s", "img/s at T", "train s", "infer s", "cos(E_t, E_0)",
-            "wall s", "peak RSS MiB", *(["CUDA MiB"] if cuda else [])]
+            "sub-net passes/img (EASE)", "img/s", "img/s at T", "train s", "infer s",
+            "cos(E_t, E_0)", "wall s", "peak RSS MiB", *(["CUDA MiB"] if cuda else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["name"], str(len(r["seeds"])), pm(r, "avg"), pm(r, "last"),
