@@ -1,13 +1,14 @@
 """A 64-point synsim sweep, serial against a 2-worker Dask LocalCluster, in one run.
 
 The grid: `pairing` (a presynaptic train with the postsynaptic side clamped) over 8 Mg2+
-concentrations x 8 clamp potentials, `--pulses` pulses per point (about 0.3-0.7 s of work per
-point at the default). Serial runs the points in this process (Dask's synchronous scheduler);
-the cluster runs them on `--workers` worker processes of one thread each. Each variant writes
+concentrations x 8 clamp potentials, `--pulses` pulses per point (about 0.4-0.5 s of work per
+point at the default 2000 on the 2-core VM). Serial runs the points in this process (Dask's
+synchronous scheduler); the cluster runs them on `--workers` worker processes of one thread each
+(OpenMP, BLAS and numba limited to one thread, as `synsim.sweep` does). Each variant writes
 its own sweep folder, the stores are checked to be identical, and the wall times (cluster start
 included, and apart) and their ratio go to JSON with a bar figure beside it.
 
-    python benchmarks/sweep_speed.py [--workers 2] [--pulses 300] [--out PATH]
+    python benchmarks/sweep_speed.py [--workers 2] [--pulses 2000] [--out PATH]
 """
 
 from __future__ import annotations
@@ -40,19 +41,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/sweep_speed.py",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--pulses", type=int, default=300)
+    p.add_argument("--pulses", type=int, default=2000)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/sweep_speed.json")
     args = p.parse_args(argv)
     from distributed import LocalCluster
 
     from synsim.files import atomic_path, write_json
+    from synsim.sweep import SINGLE_THREAD_ENV
 
     with tempfile.TemporaryDirectory() as tmp:
         serial_s, serial = timed_sweep(Path(tmp) / "serial", args.pulses)
-        os.environ["NUMBA_NUM_THREADS"] = "1"  # one core per worker (the workers inherit it)
         start = time.perf_counter()
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster:
+                          dashboard_address=None,  # one core per worker, as synsim.sweep's own
+                          env=dict.fromkeys(SINGLE_THREAD_ENV, "1")) as cluster:
             started_s = time.perf_counter() - start
             from distributed import Client
 
