@@ -137,6 +137,22 @@ def block_used(active, T, b_cand, b_rest, spk_any, BT):
 
 
 @njit(**_OPTS)
+def _record(row, lo, hi, mem_j, mem_col, lc, lr, lf, rec_c, rec_r, rec_f, want_c, want_r,
+            want_f):
+    """Row `row` of the recording: the recorded synapses lo..hi-1 (local index mem_j, column
+    mem_col) of calcium, rho and the functional flag, as asked."""
+    for q in range(lo, hi):
+        jj = mem_j[q]
+        col = mem_col[q]
+        if want_c:
+            rec_c[row, col] = lc[jj]
+        if want_r:
+            rec_r[row, col] = lr[jj]
+        if want_f:
+            rec_f[row, col] = lf[jj]
+
+
+@njit(**_OPTS)
 def _lower_bound(a, x):
     """First index i with a[i] >= x in the sorted array a (np.searchsorted, left)."""
     lo, hi = 0, a.size
@@ -253,15 +269,8 @@ def clamp_chunk(c, rho, syn_source, syn_post, n_src, block_size, blocks,
                 if mq > mp:
                     row = rec_rows[t]
                     if row >= 0:
-                        for q in range(mp, mq):
-                            jj = mem_j[q]
-                            col = mem_col[q]
-                            if want_c:
-                                rec_c[row, col] = lc[jj]
-                            if want_r:
-                                rec_r[row, col] = lr[jj]
-                            if want_f:
-                                rec_f[row, col] = lf[jj]
+                        _record(row, mp, mq, mem_j, mem_col, lc, lr, lf, rec_c, rec_r, rec_f,
+                                want_c, want_r, want_f)
                 x = XT[s, t]
                 if not quiet:  # B_n of each synapse's neuron at this step (bAPs)
                     for j in range(u0, u1):
@@ -367,15 +376,8 @@ def neuron_chunk(c, rho, syn_source, post_ptr, post_syn, nblk_ptr, blocks,
             n = n0 + t
             row = rec_rows[t]
             if row >= 0:
-                for k in range(mem_j.size):
-                    jj = mem_j[k]
-                    col = mem_col[k]
-                    if want_c:
-                        rec_c[row, col] = lc[jj]
-                    if want_r:
-                        rec_r[row, col] = lr[jj]
-                    if want_f:
-                        rec_f[row, col] = lf[jj]
+                _record(row, 0, mem_j.size, mem_j, mem_col, lc, lr, lf, rec_c, rec_r, rec_f,
+                        want_c, want_r, want_f)
             for k in range(npb):
                 p = p0 + k
                 q0 = post_ptr[p] - q_base
