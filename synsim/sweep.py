@@ -843,6 +843,36 @@ SINGLE_THREAD_ENV = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREA
                      "MKL_NUM_THREADS")
 
 
+def local_cluster(workers: int, processes: bool = True, dashboard: bool = True):
+    """The LocalCluster `sweep(workers=N)` starts: one single-threaded worker per point at a time.
+
+    Every worker runs its point on one core: the compiled kernels (synsim.blocked), OpenMP and
+    BLAS would otherwise start a thread per core in every worker process (measured: 0.6 s per
+    pairing point instead of 0.42 s on 2 cores). Each worker's event loop shares the point's
+    process, GIL and core, so its periodic work is thinned out: no statistical profiler (a stack
+    sample every 10 ms, for the dashboard's profile page), no memory monitor (a sweep point holds
+    little memory), the loop's health tick every 1 s instead of 20 ms and the system monitor every
+    5 s instead of 0.5 s. With Dask's defaults 64 pairing points on 2 workers took 10-30 % longer
+    than on a plain process pool; with these, the same (benchmarks/sweep_speed.py).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    address = None
+    if dashboard:
+        try:
+            import bokeh  # noqa: F401
+            address = ":0"  # any free port: other jobs may hold 8787
+        except ImportError:
+            pass
+    env = dict.fromkeys(SINGLE_THREAD_ENV, "1") if processes else {}
+    quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+             "distributed.admin.system-monitor.interval": "5s"}
+    with dask.config.set(quiet):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                            dashboard_address=address, env=env, memory_limit=0)
+
+
 def _run_local(spec, out, todo, scheduler, threads, tick) -> None:
     import dask
     from dask.callbacks import Callback
@@ -986,23 +1016,13 @@ class _client:
         self.own = []
 
     def __enter__(self):
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         scheduler, scheduler_file, workers, processes = self.args
         if not isinstance(scheduler, (str, type(None))):
             return scheduler  # a Client given by the caller: theirs to close
         if workers:
-            try:
-                import bokeh  # noqa: F401
-                dashboard = ":0"  # any free port: other jobs may hold 8787
-            except ImportError:
-                dashboard = None
-            # one point per worker and one core per point: the simulator's compiled kernels
-            # (synsim.blocked), OpenMP and BLAS would otherwise start a thread per core in every
-            # worker process (measured: 0.6 s per pairing point instead of 0.5 s, in parallel)
-            env = dict.fromkeys(SINGLE_THREAD_ENV, "1") if processes else {}
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                                   dashboard_address=dashboard, env=env)
+            cluster = local_cluster(workers, processes)
             self.own.append(cluster)
             client = Client(cluster)
         elif scheduler_file:

@@ -112,6 +112,23 @@ def test_two_worker_local_cluster_equals_the_serial_sweep(serial, tmp_path):
         assert (tmp_path / name / "sweep.nc").read_bytes() == (out / "sweep.nc").read_bytes()
 
 
+def test_the_local_cluster_runs_quiet_single_threaded_workers():
+    """sweep(workers=N)'s cluster: one thread per library and the event loop's periodic work
+    thinned out (docs/sweeps.md §9), in every worker process."""
+    import dask
+    from distributed import Client
+
+    def settings(dask_worker):
+        return (os.environ["OMP_NUM_THREADS"], os.environ["NUMBA_NUM_THREADS"],
+                dask.config.get("distributed.worker.profile.enabled"),
+                dask.config.get("distributed.admin.tick.interval"),
+                dask_worker.memory_manager.memory_limit, dask_worker.state.nthreads)
+
+    with sw.local_cluster(2, dashboard=False) as cluster, Client(cluster) as client:
+        got = list(client.run(settings).values())
+    assert got == [("1", "1", False, "1s", None, 1)] * 2
+
+
 def test_seeds_follow_the_coordinates_not_the_order(tmp_path):
     one = sw.sweep("minimal_stimulation", SEEDED_GRID, tmp_path / "one",
                    settings=SEEDED_SETTINGS, **QUIET)
