@@ -21,8 +21,8 @@ How the processes start (`--fork` / `--no-fork`):
 Means and standard deviations are over seeds (sample std, ddof = 1; 0 for one seed; NaN values,
 e.g. the feature cosine of a gate without h0, are left out).
 
-`--frozen` adds each gate with `train.epochs=0`: the sub-networks keep their zero-initialised
-adapters, so E_t = E_0 (feature cosine 1) and only the gates and prototypes differ.
+`--frozen` adds each gate with `train.epochs=0` (`--frozen-gates none,oracle`: only those): the
+sub-networks keep their zero-initialised adapters, so E_t = E_0 (feature cosine 1) and only the gates and prototypes differ.
 
 Default: the `cifar10-images` config (the offline CIFAR-10 JPEGs, 5 tasks of 2 classes, 200 train
 and 100 test images per class, a 6-block random-init ViT of width 192 on 32-px images, 3 epochs)
@@ -186,14 +186,16 @@ class Server:
 # The parent: rows of (gate, frozen) over seeds
 
 
-def row_specs(gates: list[str], frozen: bool, baselines: list[str] = ()) -> list[dict]:
-    """Each gate, followed by its frozen variant (train.epochs=0) when asked; then the
-    frozen-backbone baselines (artsy.methods: no adapters, no gates)."""
+def row_specs(gates: list[str], frozen: bool | list[str],
+              baselines: list[str] = ()) -> list[dict]:
+    """Each gate, followed by its frozen variant (train.epochs=0) when asked (`frozen`: True for
+    every gate, or the gates that get one); then the frozen-backbone baselines (artsy.methods:
+    no adapters, no gates)."""
     rows = []
     for gate in gates:
         rows.append({"name": gate, "gate": gate, "frozen": False,
                      "overrides": [f"synapse.gate={gate}"]})
-        if frozen:
+        if frozen is True or gate in (frozen or ()):
             rows.append({"name": f"{gate} frozen", "gate": gate, "frozen": True,
                          "overrides": [f"synapse.gate={gate}", "train.epochs=0"]})
     for method in baselines:
@@ -321,6 +323,9 @@ def main(argv=None) -> int:
                    "1993,1994,1995 (default: the config's seeds list; its first two with --quick)")
     p.add_argument("--frozen", action="store_true",
                    help="also each gate with train.epochs=0 (adapters left at zero)")
+    p.add_argument("--frozen-gates", metavar="GATES",
+                   help="comma-separated gates that also run with train.epochs=0 (a subset of "
+                   "--frozen)")
     p.add_argument("--baselines", action="store_true",
                    help="also the frozen-backbone baselines (every method but artsy: simplecil, "
                    "ranpac)")
@@ -367,7 +372,10 @@ def compare(p: argparse.ArgumentParser, args: argparse.Namespace, launcher) -> i
         p.error(f"unknown gates {unknown}: choose from {', '.join(GATES)}")
     from artsy.methods import METHODS
 
-    rows = row_specs(gates, args.frozen,
+    frozen = args.frozen or [g.strip() for g in (args.frozen_gates or "").split(",") if g.strip()]
+    if not_compared := [g for g in frozen if g not in gates] if frozen is not True else []:
+        p.error(f"--frozen-gates {not_compared} are not among --gates {gates}")
+    rows = row_specs(gates, frozen,
                      [m for m in METHODS if m != "artsy"] if args.baselines else [])
     try:  # every row's config, before any run starts
         cfg = load_config(config, args.overrides)
@@ -395,7 +403,7 @@ def compare(p: argparse.ArgumentParser, args: argparse.Namespace, launcher) -> i
 
     md, png = out.with_suffix(".md"), out.with_name(f"{out.stem}-seeds.png")
     result = {"config": config, "overrides": args.overrides, "seeds": seeds,
-              "frozen": args.frozen, "std": "sample std over seeds, ddof = 1",
+              "frozen": frozen, "std": "sample std over seeds, ddof = 1",
               "processes": launcher.kind,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": platform.python_version(), "torch": torch.__version__,
