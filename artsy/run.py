@@ -206,7 +206,8 @@ def exit_process(code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    sys.exit(code)
+    else:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,22 @@ def test_one_process_is_left_as_it_was():
     assert distributed.concat([torch.ones(2), torch.zeros(1)]).tolist() == [1, 1, 0]
 
 
+def test_a_rank_leaves_without_finalising_python(monkeypatch):
+    """DDP keeps gloo's threads alive past destroy_process_group; one releasing tensors while
+    Python finalises aborted 3 of 24 two-rank launches (artsy.run.exit_process)."""
+    from artsy import run
+
+    left = []
+    monkeypatch.setattr(run.os, "_exit", left.append)
+    monkeypatch.setattr(distributed, "launched", lambda: True)
+    run.exit_process(3)
+    assert left == [3]
+    monkeypatch.setattr(distributed, "launched", lambda: False)  # one process: a normal exit
+    with pytest.raises(SystemExit) as e:
+        run.exit_process(2)
+    assert e.value.code == 2 and left == [3]
+
+
 # --- end to end: the independent launches run at once (a few seconds of work each, mostly
 # importing torch)
 
