@@ -22,7 +22,8 @@ Means and standard deviations are over seeds (sample std, ddof = 1; 0 for one se
 e.g. the feature cosine of a gate without h0, are left out).
 
 `--frozen` adds each gate with `train.epochs=0` (`--frozen-gates none,oracle`: only those): the
-sub-networks keep their zero-initialised adapters, so E_t = E_0 (feature cosine 1) and only the gates and prototypes differ.
+sub-networks keep their zero-initialised adapters, so E_t = E_0 (feature cosine 1) and only the
+gates and prototypes differ.
 
 Default: the `cifar10-images` config (the offline CIFAR-10 JPEGs, 5 tasks of 2 classes, 200 train
 and 100 test images per class, a 6-block random-init ViT of width 192 on 32-px images, 3 epochs)
