@@ -131,8 +131,8 @@ def main(argv=None) -> int:
         fig.savefig(tmp, format="png", dpi=200)
     print(f"median speed-up x{report['speedup']:.2f} (x{report['speedup_with_start']:.2f} with "
           f"the cluster's start; range {report['speedup_range'][0]:.2f}-"
-          f"{report['speedup_range'][1]:.2f}); a plain process pool: x{report['pool_speedup']:.2f}; "
-          f"identical stores: {identical}; wrote {args.out}")
+          f"{report['speedup_range'][1]:.2f}); a plain process pool: "
+          f"x{report['pool_speedup']:.2f}; identical stores: {identical}; wrote {args.out}")
     return 0 if identical else 1
 
 
