@@ -187,16 +187,14 @@ class Server:
 # The parent: rows of (gate, frozen) over seeds
 
 
-def row_specs(gates: list[str], frozen: bool | list[str],
-              baselines: list[str] = ()) -> list[dict]:
-    """Each gate, followed by its frozen variant (train.epochs=0) when asked (`frozen`: True for
-    every gate, or the gates that get one); then the frozen-backbone baselines (artsy.methods:
-    no adapters, no gates)."""
+def row_specs(gates: list[str], frozen: list[str] = (), baselines: list[str] = ()) -> list[dict]:
+    """Each gate, followed by its frozen variant (train.epochs=0) when it is in `frozen`; then
+    the frozen-backbone baselines (artsy.methods: no adapters, no gates)."""
     rows = []
     for gate in gates:
         rows.append({"name": gate, "gate": gate, "frozen": False,
                      "overrides": [f"synapse.gate={gate}"]})
-        if frozen is True or gate in (frozen or ()):
+        if gate in frozen:
             rows.append({"name": f"{gate} frozen", "gate": gate, "frozen": True,
                          "overrides": [f"synapse.gate={gate}", "train.epochs=0"]})
     for method in baselines:
@@ -373,8 +371,9 @@ def compare(p: argparse.ArgumentParser, args: argparse.Namespace, launcher) -> i
         p.error(f"unknown gates {unknown}: choose from {', '.join(GATES)}")
     from artsy.methods import METHODS
 
-    frozen = args.frozen or [g.strip() for g in (args.frozen_gates or "").split(",") if g.strip()]
-    if not_compared := [g for g in frozen if g not in gates] if frozen is not True else []:
+    frozen = gates if args.frozen else [g.strip() for g in (args.frozen_gates or "").split(",")
+                                        if g.strip()]
+    if not_compared := [g for g in frozen if g not in gates]:
         p.error(f"--frozen-gates {not_compared} are not among --gates {gates}")
     rows = row_specs(gates, frozen,
                      [m for m in METHODS if m != "artsy"] if args.baselines else [])

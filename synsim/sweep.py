@@ -858,13 +858,7 @@ def local_cluster(workers: int, processes: bool = True, dashboard: bool = True):
     import dask
     from distributed import LocalCluster
 
-    address = None
-    if dashboard:
-        try:
-            import bokeh  # noqa: F401
-            address = ":0"  # any free port: other jobs may hold 8787
-        except ImportError:
-            pass
+    address = ":0" if dashboard and _bokeh_installed() else None  # any free port: not 8787
     env = dict.fromkeys(SINGLE_THREAD_ENV, "1") if processes else {}
     quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
              "distributed.admin.system-monitor.interval": "5s"}
@@ -919,14 +913,17 @@ def _shares_disk(client) -> bool:
     return isinstance(getattr(client, "cluster", None), LocalCluster)
 
 
+def _bokeh_installed() -> bool:
+    """Whether this process can serve Dask's dashboard (it needs bokeh, not installed by us)."""
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
 def _has_bokeh(client) -> bool:
     if getattr(client, "cluster", None) is None:
         return True  # an existing scheduler: its dashboard is its own business
-    try:
-        import bokeh  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _bokeh_installed()
 
 
 def sweep(protocol: str, grid: Mapping[str, object], out, *,

@@ -102,7 +102,8 @@ def test_fresh_and_forked_processes_give_the_same_numbers(quick, tmp_path):
 
 
 def test_rows_gates_frozen_variants_then_baselines():
-    rows = compare.row_specs(["ngai", "none"], frozen=True, baselines=["simplecil", "ranpac"])
+    rows = compare.row_specs(["ngai", "none"], frozen=["ngai", "none"],
+                             baselines=["simplecil", "ranpac"])
     assert [r["name"] for r in rows] == ["ngai", "ngai frozen", "none", "none frozen",
                                          "simplecil", "ranpac"]
     assert rows[1]["overrides"] == ["synapse.gate=ngai", "train.epochs=0"]
