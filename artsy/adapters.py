@@ -25,11 +25,12 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import nn
 from timm.models.vision_transformer import Block, VisionTransformer
 
-from .backbones import forward_features
+from .backbones import feature_dim, forward_features
 
 SUPPORTED = (
     "timm VisionTransformer models with standard pre-norm blocks (vit_*, deit_*); timm "
@@ -154,6 +155,40 @@ class AdaptedNetwork(nn.Module):
     def make_adapter(self, slot_index: int) -> nn.Module:
         raise NotImplementedError
 
+    def stage_widths(self) -> list[int]:
+        """The output width of every stage of the backbone (``backbone.blocks``), in order."""
+        raise NotImplementedError
+
+    def frozen_feature(self, x: torch.Tensor, stages: int = 0) -> torch.Tensor:
+        """h0 as the gates read it: E_0(x), followed by the global average of the outputs of
+        the backbone's last ``stages`` stages (a CNN's spatial mean, a ViT's token mean), from
+        the same pass. Width: the pre-logits width + the sum of those stages' widths."""
+        n = len(self.backbone.blocks)
+        if not 0 <= stages <= n:
+            raise ValueError(f"the backbone has {n} stages; cannot pool the last {stages}")
+        if not stages:
+            return self(x)
+        pooled: list[Optional[torch.Tensor]] = [None] * stages
+
+        def keep(i: int):
+            def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+                pooled[i] = out.mean(1) if out.dim() == 3 else out.mean((2, 3))
+            return hook
+
+        handles = [stage.register_forward_hook(keep(i))
+                   for i, stage in enumerate(list(self.backbone.blocks)[n - stages:])]
+        try:
+            h0 = self(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return torch.cat([h0, *(p.to(h0.dtype) for p in pooled)], dim=1)
+
+    def frozen_feature_dim(self, stages: int = 0) -> int:
+        """The width of ``frozen_feature(x, stages)``."""
+        widths = self.stage_widths()
+        return feature_dim(self.backbone) + sum(widths[len(widths) - stages:] if stages else [])
+
     @property
     def n_tasks(self) -> int:
         return len(self.adapter_sets)
@@ -214,6 +249,9 @@ class AdaptedViT(AdaptedNetwork):
 
     def make_adapter(self, slot_index: int) -> nn.Module:
         return Adapter(self.dim, self.r, self.scale, self.dropout)
+
+    def stage_widths(self) -> list[int]:
+        return [self.dim] * len(self.backbone.blocks)
 
 
 class BlockHookSlot:
@@ -328,6 +366,11 @@ class AdaptedCNN(AdaptedNetwork):
     def bottleneck(self, slot_index: int) -> int:
         """r_i = min(r, output channels of block i)."""
         return min(self.r, self._slots[slot_index].out_channels)
+
+    def stage_widths(self) -> list[int]:
+        """The output channels of each stage's last block."""
+        last = np.cumsum([len(stage) for stage in self.backbone.blocks]) - 1
+        return [self._slots[i].out_channels for i in last]
 
     def block_shapes(self) -> list[tuple[int, int, int]]:
         """(in_channels, out_channels, stride) of each adapted block."""

@@ -135,6 +135,11 @@ class NgaiConfig:
     lda_shrinkage: float = _f(0.7, 0.0, 1.0)  # lda: weight of the identity in the covariance
     lda_temperature: float = _f(3.0, 0.0)  # lda: softmax over the class scores
     random_features: int = _f(0, 0)  # ridge/lda: seeded ReLU random projection width; 0: h0
+    # h0 as this gate reads it: E_0(x), followed by the global average of the outputs of the
+    # backbone's last k stages, from the same pass (AdaptedNetwork.frozen_feature; the class means
+    # of h0 that prototype_share and prototypes.beta read are of the same h0); 0: E_0(x) only.
+    # Backbone-specific: the demo config sets it (benchmarks/gate_signals.py)
+    frozen_stages: int = _f(0, 0)
     projection_seed: int = 0
     depolarisation: Literal["prototype_share", "own_prototype", "own_entropy",
                             "own_similarity"] = "prototype_share"

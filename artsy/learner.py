@@ -38,7 +38,7 @@ from .data import TaskData
 from .errors import ConfigError, RunError
 from .metrics import EvalResult
 from .prototypes import PrototypeBank, class_means, class_task_index, reweighted_cosine_logits
-from .gates import GateInputs, make_gates
+from .gates import GateInputs, gate_class, make_gates
 
 STAGES = ("backbone", "adapter", "synapses", "consolidate")
 
@@ -138,8 +138,15 @@ class Learner:
         self.net = attach_adapters(backbone, cfg.adapter.r, cfg.adapter.scale,
                                    cfg.adapter.dropout).to(self.device)
         self.dim = feature_dim(backbone)
-        self.bank = PrototypeBank(self.dim, device=self.device)
-        self.gates = make_gates(cfg.synapse, self.dim, data.n_tasks, self.device)
+        self.h0_stages = gate_class(cfg.synapse.gate).cost(cfg.synapse).h0_stages  # h0 as read
+        n_stages = len(self.net.stage_widths())
+        if self.h0_stages > n_stages:
+            raise ConfigError(f"config key 'synapse.ngai.frozen_stages': {self.h0_stages}, but "
+                              f"{b.name} has {n_stages} stage{'s' * (n_stages != 1)}; use 0 to "
+                              f"{n_stages}")
+        h0_dim = self.net.frozen_feature_dim(self.h0_stages)
+        self.bank = PrototypeBank(self.dim, ptm_dim=h0_dim, device=self.device)
+        self.gates = make_gates(cfg.synapse, h0_dim, data.n_tasks, self.device)
         self.needs_h0 = self.gates.needs_h0 or cfg.prototypes.beta > 0
 
     # --- helpers ---
@@ -159,6 +166,10 @@ class Learner:
     def _bar(self, iterable, desc: str, **kw):
         disable = None if self.progress is None else not self.progress
         return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, disable=disable, **kw)
+
+    def frozen_feature(self, x: torch.Tensor) -> torch.Tensor:
+        """h0, the frozen feature as the gate reads it (synapse.ngai.frozen_stages)."""
+        return self.net.frozen_feature(x, self.h0_stages)
 
     def class_task(self, task: int) -> torch.Tensor:
         """Task index of every class seen up to `task`."""
@@ -306,7 +317,7 @@ class Learner:
             x = x.to(self.device, non_blocking=True)
             with self._autocast():
                 if self.needs_h0:
-                    h0s.append(self.net(x).float().cpu())
+                    h0s.append(self.frozen_feature(x).float().cpu())
                 for i in range(task + 1):
                     feats[i].append(self.net(x, task=i).float().cpu())
             labels.append(y)
@@ -314,7 +325,7 @@ class Learner:
         h0 = concat(h0s, self.device) if self.needs_h0 else None
         feats = [concat(f, self.device) for f in feats]
         self.feature_cosine = math.nan if h0 is None or not len(h0) else float(
-            F.cosine_similarity(feats[task].double(), h0.double(), dim=1).mean())
+            F.cosine_similarity(feats[task].double(), h0[:, : self.dim].double(), dim=1).mean())
         return h0, concat(labels, self.device), feats
 
     # --- inference ---
@@ -332,7 +343,7 @@ class Learner:
             x = x.to(self.device, non_blocking=True)
             task_ids = torch.as_tensor(self.data.task_of(y.numpy()))
             with self._autocast():
-                h0 = self.net(x) if self.needs_h0 else None
+                h0 = self.frozen_feature(x) if self.needs_h0 else None
                 ptm_passes += len(y) if self.needs_h0 else 0
                 own = None
                 if self.gates.needs_own:  # the gate reads every sub-network: no pass is skipped

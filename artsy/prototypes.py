@@ -49,13 +49,15 @@ class PrototypeBank:
     """
 
     def __init__(
-        self, dim: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+        self, dim: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+        ptm_dim: Optional[int] = None,
     ) -> None:
         self.dim = dim
         self.prototypes = torch.zeros(0, 0, dim, dtype=dtype, device=device)
         self.real = torch.zeros(0, 0, dtype=torch.bool, device=device)
-        # Prototypes of the frozen PTM feature h_0, for the optional beta-weighted block.
-        self.ptm_prototypes = torch.zeros(0, dim, dtype=dtype, device=device)
+        # Prototypes of the frozen PTM feature h_0, for the optional beta-weighted block and the
+        # gates; ptm_dim: the width of h_0 when it is wider than E_0(x) (synapse.ngai.frozen_stages)
+        self.ptm_prototypes = torch.zeros(0, ptm_dim or dim, dtype=dtype, device=device)
 
     @property
     def n_classes(self) -> int:
@@ -73,7 +75,7 @@ class PrototypeBank:
         real = self.real.new_zeros(c, s)
         protos[: self.n_classes, : self.n_subspaces] = self.prototypes
         real[: self.n_classes, : self.n_subspaces] = self.real
-        ptm = self.ptm_prototypes.new_zeros(c, self.dim)
+        ptm = self.ptm_prototypes.new_zeros(c, self.ptm_prototypes.shape[1])
         ptm[: self.ptm_prototypes.shape[0]] = self.ptm_prototypes
         self.prototypes, self.real, self.ptm_prototypes = protos, real, ptm
 
@@ -86,7 +88,7 @@ class PrototypeBank:
         self.real[rows, subspace] = True
 
     def set_ptm(self, classes: Classes, means: torch.Tensor) -> None:
-        """Store class means of the frozen feature h_0 (only used when beta > 0)."""
+        """Store class means of the frozen feature h_0 (the gates', and the beta block's)."""
         rows = torch.as_tensor(classes, dtype=torch.long).view(-1)
         self._grow(int(rows.max()) + 1, 0)
         self.ptm_prototypes[rows.to(self.ptm_prototypes.device)] = means.to(self.ptm_prototypes)

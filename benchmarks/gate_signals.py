@@ -6,8 +6,9 @@ of its training images for training and the other 20 % is the evaluation set; th
 not read. A seed sets the class order, the held-out images and the training randomness. Per seed:
 
 1. `extract`: one learner run (the demo config, every sub-network trained as in a real run)
-   whose gate inputs are recorded: after each task its training features h0 and E_i(x), labels
-   and the prototype bank; at the end h0 and every E_i(x) of the held-out images. Cached to
+   whose gate inputs are recorded: after each task its training features h0 = E_0(x) (with the
+   pooled output of every backbone stage, from the same pass) and E_i(x), labels and the prototype
+   bank; at the end the same of the held-out images. Cached to
    an .npz (`--cache`; about 2 minutes per seed on 2 cores), so each variant below costs
    seconds, not a learner run.
 2. `replay`: for each variant (a list of `synapse.*` overrides), a fresh gate from the learner's
@@ -19,12 +20,15 @@ not read. A seed sets the class order, the held-out images and the training rand
    mean gate accuracy (the true task's gate open), open gates per input, task-id accuracy, and
    the forward passes of the evaluations (PTM + sub-networks).
 
-Selection, in two stages: (1) the release pre_t, every candidate with today's depolarisation;
-(2) the depolarisation and lateral inhibition on top of the stage-1 winner. The winner of a stage
+Selection, in three stages: (1) the release pre_t, every candidate with today's depolarisation;
+(2) the depolarisation and lateral inhibition on top of the stage-1 winner; (3) the frozen
+feature h0 the gate reads (`synapse.ngai.frozen_stages`: E_0(x) alone or followed by the pooled
+outputs of the backbone's last k stages, recorded once per seed) on top of both. The winner
 has the highest mean held-out Avg over the seeds; a signal that costs more (own_*: every
 sub-network runs for every input; inhibition: one more mechanism) must beat the cheap h0 signal by
 more than MARGIN points. Beside the gates: the frozen-feature ceiling on the same images (a raw
-argmax, no gate: nearest class mean and the chosen scorer), which no h0-only gate can pass.
+argmax, no gate: nearest class mean and the chosen scorer, on E_0(x) and on the chosen h0), which
+no h0-only gate can pass.
 
     python benchmarks/gate_signals.py                     # seeds 1993-1997; about 15 minutes
     python benchmarks/gate_signals.py --seeds 1993 --out /tmp/gate_signals.json
@@ -72,6 +76,10 @@ DEPOLARISATION: dict[str, list[str]] = {
     "inhibition": ["ngai.depolarisation=prototype_share", "ngai.prototype_temperature=0.1"],
 }
 CHEAP = ("prototype_share tau=0.03", "prototype_share tau=0.1", "prototype_share tau=0.3")
+# Stage 3, the frozen feature h0 the gate reads (synapse.ngai.frozen_stages): E_0(x) alone, or
+# followed by the pooled outputs of the backbone's last k stages (the same pass; no margin)
+FROZEN: dict[str, list[str]] = {f"frozen_stages={k}": [f"ngai.frozen_stages={k}"]
+                                 for k in range(5)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,17 +105,26 @@ def extract(seed: int, cache: Path, overrides: list[str]) -> Path:
     from artsy.runner import load_task_data
 
     cfg = load_config("demo", [f"data.holdout={HOLDOUT}", f"data.seed={seed}",
-                               f"run.seed={seed}", "train.device=cpu", *overrides])
-    path = cache / f"demo-holdout{HOLDOUT:g}-seed{seed}-{features_key(cfg)}.npz"
+                               f"run.seed={seed}", "train.device=cpu", *overrides,
+                               "synapse.ngai.frozen_stages=0"])  # every stage is recorded apart
+    path = cache / f"demo-holdout{HOLDOUT:g}-seed{seed}-{features_key(cfg)}-v2.npz"
     if path.exists():
         return path
     data = load_task_data(cfg)
     learner = Learner(cfg, data, progress=False)
     gates, out = learner.gates, {}
     add_task, consolidate = gates.add_task, gates.consolidate
+    n_stages, stage_rows = len(learner.net.stage_widths()), []
+
+    def frozen_feature(x):  # the learner's h0 (frozen_stages 0); every stage's output kept apart
+        wide = learner.net.frozen_feature(x, n_stages)
+        stage_rows.append(wide[:, learner.dim:].float().cpu())
+        return wide[:, : learner.dim]
 
     def record_add(task, h0, labels, own=None):
         out[f"t{task}_h0"], out[f"t{task}_y"] = h0.numpy(), labels.numpy()
+        out[f"t{task}_stages"] = torch.cat(stage_rows).numpy()
+        stage_rows.clear()
         return add_task(task, h0, labels, own)
 
     def record_consolidate(task, inputs, seed_):
@@ -118,6 +135,7 @@ def extract(seed: int, cache: Path, overrides: list[str]) -> Path:
         return consolidate(task, inputs, seed_)
 
     gates.add_task, gates.consolidate = record_add, record_consolidate
+    learner.frozen_feature = frozen_feature
     start = time.perf_counter()
     for t in range(data.n_tasks):
         learner.learn_task(t)
@@ -126,11 +144,14 @@ def extract(seed: int, cache: Path, overrides: list[str]) -> Path:
     h0s, ys, owns = [], [], [[] for _ in range(data.n_tasks)]
     with torch.inference_mode():
         for x, y in loader:
-            h0s.append(learner.net(x).float())
+            h0s.append(learner.net.frozen_feature(x, n_stages).float())
             for i in range(data.n_tasks):
                 owns[i].append(learner.net(x, task=i).float())
             ys.append(y)
-    out["val_h0"], out["val_y"] = torch.cat(h0s).numpy(), torch.cat(ys).numpy()
+    h0 = torch.cat(h0s).numpy()
+    out["val_h0"], out["val_stages"] = h0[:, : learner.dim], h0[:, learner.dim:]
+    out["val_y"] = torch.cat(ys).numpy()
+    out["stage_widths"] = np.asarray(learner.net.stage_widths())
     for i, o in enumerate(owns):
         out[f"val_own{i}"] = torch.cat(o).numpy()
     out["tasks"] = np.asarray(data.tasks)
@@ -159,12 +180,27 @@ class Recorded:
     def t(self, key: str) -> torch.Tensor:
         return torch.from_numpy(self.z[key])
 
-    def bank(self, task: int):
-        from artsy.prototypes import PrototypeBank
+    def h0(self, prefix: str, stages: int) -> torch.Tensor:
+        """h0 as the learner gives it at ngai.frozen_stages = `stages` (prefix "t3", "val")."""
+        if not stages:
+            return self.t(f"{prefix}_h0")
+        width = int(self.z["stage_widths"][-stages:].sum())
+        return torch.cat([self.t(f"{prefix}_h0"), self.t(f"{prefix}_stages")[:, -width:]], 1)
+
+    def bank(self, task: int, stages: int = 0):
+        """The learner's prototype bank after task `task`; its h0 prototypes (the class means
+        of h0 that prototype_share reads) are those of h0 at `stages`."""
+        from artsy.prototypes import PrototypeBank, class_means
 
         bank = PrototypeBank(self.z["val_h0"].shape[1])
         bank.load_state_dict({k: self.t(f"t{task}_bank_{k}")
                               for k in ("prototypes", "real", "ptm_prototypes")})
+        if stages:
+            bank.ptm_prototypes = bank.ptm_prototypes.new_zeros(
+                bank.n_classes, self.h0("val", stages).shape[1])
+            for t in range(task + 1):
+                means = class_means(self.h0(f"t{t}", stages), self.t(f"t{t}_y"), self.tasks[t])
+                bank.ptm_prototypes[self.tasks[t]] = means
         return bank
 
 
@@ -213,7 +249,9 @@ def replay(rec: Recorded, overrides: list[str], seed: int, inhibition: bool = Fa
     from artsy.synapse_log import LOG_VARIABLES
 
     cfg = apply_overrides(Config(), [f"synapse.{o}" for o in overrides])
-    dim = rec.z["val_h0"].shape[1]
+    stages = cfg.synapse.ngai.frozen_stages
+    val_h0 = rec.h0("val", stages)
+    dim = val_h0.shape[1]
     gates = make_gates(cfg.synapse, dim, rec.n_tasks)
     if inhibition:
         gates = inhibited_ngai()(cfg.synapse, dim, rec.n_tasks)
@@ -222,9 +260,9 @@ def replay(rec: Recorded, overrides: list[str], seed: int, inhibition: bool = Fa
     task_of = class_task_index(rec.tasks)
     rows = []
     for t in range(rec.n_tasks):
-        h0, y = rec.t(f"t{t}_h0"), rec.t(f"t{t}_y")
+        h0, y = rec.h0(f"t{t}", stages), rec.t(f"t{t}_y")
         own = [rec.t(f"t{t}_own{i}") for i in range(t + 1)]
-        bank, class_task = rec.bank(t), class_task_index(rec.tasks[: t + 1])
+        bank, class_task = rec.bank(t, stages), class_task_index(rec.tasks[: t + 1])
         gates.add_task(t, h0, y, own=own[t])
         gates.fit(t, bank, class_task, task_seed(seed, t, "synapses"))
         log = gates.consolidate(t, GateInputs(h0=h0, own=own, bank=bank, class_task=class_task,
@@ -237,7 +275,7 @@ def replay(rec: Recorded, overrides: list[str], seed: int, inhibition: bool = Fa
         vy = val_y[seen]
         vtask = task_of[vy]
         vown = [rec.t(f"val_own{i}")[seen] for i in range(t + 1)]
-        d = gates.decide(t + 1, GateInputs(h0=rec.t("val_h0")[seen], task_ids=vtask, own=vown,
+        d = gates.decide(t + 1, GateInputs(h0=val_h0[seen], task_ids=vtask, own=vown,
                                            bank=bank, class_task=class_task, batch=len(vy)))
         logits = reweighted_cosine_logits(vown, bank, class_task, t, open_mask=d.open)
         pred = logits.argmax(1)
@@ -261,31 +299,34 @@ def replay(rec: Recorded, overrides: list[str], seed: int, inhibition: bool = Fa
             "eval_passes": int(sum(r["eval_passes"] for r in rows)), "tasks": rows}
 
 
-def frozen_ceiling(rec: Recorded, overrides: list[str]) -> dict:
+def frozen_ceiling(rec: Recorded, overrides: list[str], tag: str = "") -> dict:
     """What frozen features separate on the held-out images after the last task, by a raw
-    argmax (no gate): nearest class mean (cosine), and the joint scorer of `overrides`."""
+    argmax (no gate): nearest class mean (cosine), and the joint scorer of `overrides` (whose
+    frozen_stages says which h0; `tag` prefixes the keys)."""
     from artsy.config import Config, apply_overrides
     from artsy.gates.ngai import joint_scorer
     from artsy.prototypes import class_task_index
 
+    cfg = apply_overrides(Config(), [f"synapse.{o}" for o in overrides]).synapse
+    stages = cfg.ngai.frozen_stages
     task_of = class_task_index(rec.tasks)
-    h0 = torch.cat([rec.t(f"t{t}_h0") for t in range(rec.n_tasks)])
+    h0 = torch.cat([rec.h0(f"t{t}", stages) for t in range(rec.n_tasks)])
     y = torch.cat([rec.t(f"t{t}_y") for t in range(rec.n_tasks)])
-    vh0, vy = rec.t("val_h0"), rec.t("val_y")
+    vh0, vy = rec.h0("val", stages), rec.t("val_y")
     means = torch.stack([h0[y == c].mean(0) for c in range(len(task_of))])
     out = {}
 
     def score(name, pred_class, pred_task):
+        name = f"{tag} {name}" if tag else name
         out[f"{name}_class_accuracy"] = 100 * float((pred_class == vy).double().mean())
         out[f"{name}_task_id_accuracy"] = 100 * float((pred_task == task_of[vy]).double().mean())
 
     ncm = (F.normalize(vh0, dim=1) @ F.normalize(means, dim=1).T).argmax(1)
     score("ncm", ncm, task_of[ncm])
-    cfg = apply_overrides(Config(), [f"synapse.{o}" for o in overrides]).synapse
     if cfg.ngai.pre != "mlp":
         scorer = joint_scorer(cfg, h0.shape[1])
         for t in range(rec.n_tasks):
-            scorer.add(t, rec.t(f"t{t}_h0"), rec.t(f"t{t}_y"))
+            scorer.add(t, rec.h0(f"t{t}", stages), rec.t(f"t{t}_y"))
         pred = scorer.class_scores(vh0).argmax(1)
         score(cfg.ngai.pre, pred, scorer.task_probability(vh0, rec.n_tasks).argmax(1))
     return out
@@ -353,7 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     dep = dear if gain > MARGIN else cheap
     chosen = RELEASE[pre] + DEPOLARISATION[dep]
     print(f"-> {dep} (best costlier signal {dear}: {gain:+.2f} Avg, needs > {MARGIN})")
-    ceiling = {seed: frozen_ceiling(rec, RELEASE[pre]) for seed, rec in recs.items()}
+    print(f"stage 3: the frozen feature h0 with {pre}, {dep}")
+    stage3 = run_stage(recs, {n: (chosen + o, dep == "inhibition") for n, o in FROZEN.items()},
+                       log)
+    frozen = best(stage3["mean"], FROZEN)
+    chosen = chosen + FROZEN[frozen]
+    print(f"-> {frozen}")
+    ceiling = {seed: {**frozen_ceiling(rec, RELEASE[pre]),
+                      **frozen_ceiling(rec, RELEASE[pre] + FROZEN[frozen], frozen)}
+               for seed, rec in recs.items()}
     ceiling["mean"] = {k: float(np.mean([ceiling[s][k] for s in args.seeds]))
                        for k in ceiling[args.seeds[0]]}
     print("frozen-feature ceiling (raw argmax, no gate): " + ", ".join(
@@ -363,23 +412,25 @@ def main(argv: list[str] | None = None) -> int:
                     "demo_config": json.loads(str(recs[args.seeds[0]].z["config"])),
                     "evaluated_on": "held-out training images (data.holdout); no test image",
                     "rule": f"highest mean Avg; own_* and inhibition must gain > {MARGIN}"},
-        "chosen": {"release": pre, "depolarisation": dep, "overrides": chosen,
-                   "inhibition": dep == "inhibition"},
-        "stage1_release": stage1, "stage2_depolarisation": stage2, "ceiling": ceiling,
+        "chosen": {"release": pre, "depolarisation": dep, "frozen_feature": frozen,
+                   "overrides": chosen, "inhibition": dep == "inhibition"},
+        "stage1_release": stage1, "stage2_depolarisation": stage2,
+        "stage3_frozen_feature": stage3, "ceiling": ceiling,
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
                     "platform": platform.platform()}}
-    for stage in (stage1, stage2):  # per-task rows only for today's and the chosen variant
+    for stage in (stage1, stage2, stage3):  # per-task rows: today's and the chosen variants
         for runs in stage["per_seed"].values():
             for name, r in runs.items():
-                if name not in ("mlp", pre, dep):
+                if name not in ("mlp", pre, dep, frozen):
                     r.pop("tasks")
-    from artsy.config import Config, apply_overrides
+    from artsy.config import apply_overrides, load_config
 
-    defaults = apply_overrides(Config(), [f"synapse.{o}" for o in chosen]) == Config()
+    demo = load_config("demo")  # the setting measured here: its config holds the chosen values
+    defaults = apply_overrides(demo, [f"synapse.{o}" for o in chosen]) == demo
     results["chosen"]["is_the_default"] = defaults
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"chosen: {' '.join(chosen)} ({'the' if defaults else 'NOT the'} config default)\n"
+    print(f"chosen: {' '.join(chosen)} ({'the' if defaults else 'NOT the'} demo config's)\n"
           f"wrote {args.out}")
     return 0
 

@@ -13,7 +13,6 @@ sub-network passes per image. Writes JSON (`--out`).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time

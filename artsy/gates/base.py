@@ -34,6 +34,8 @@ class GateCost:
     needs_labels: bool = False  # decide() reads each input's true task (the upper bound only)
     fewest_open: Optional[int] = None  # sub-networks run per input at best; None: every seen one
     most_open: Optional[int] = None  # sub-networks run per input at worst; None: every seen one
+    # h0 carries the pooled outputs of the backbone's last h0_stages stages after E_0(x)
+    h0_stages: int = 0
 
     def eval_passes(self, n_seen: int, n: int) -> tuple[int, int]:
         """(lo, hi): the sub-network forward passes to evaluate `n` inputs with `n_seen` seen
@@ -124,6 +126,10 @@ class Gate(ABC):
     @property
     def needs_own(self) -> bool:
         return self.cost(self.cfg).needs_own
+
+    @property
+    def h0_stages(self) -> int:
+        return self.cost(self.cfg).h0_stages
 
     def rule_attrs(self) -> dict:
         """The receptor rule's parameters for the synapse log (only ngai has a rule)."""

@@ -54,7 +54,8 @@ class NgaiGate(MLPGate):
     @classmethod
     def cost(cls, cfg: SynapseConfig) -> GateCost:
         own = cfg.ngai.depolarisation in OWN_SIGNALS
-        return GateCost(needs_h0=True, needs_own=own, fewest_open=1)
+        return GateCost(needs_h0=True, needs_own=own, fewest_open=1,
+                        h0_stages=cfg.ngai.frozen_stages)
 
     @classmethod
     def check_config(cls, cfg: SynapseConfig) -> None:

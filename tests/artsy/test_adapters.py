@@ -137,3 +137,19 @@ def test_attach_rejects_other_families_and_double_attach():
     net = tiny_net()
     with pytest.raises(ValueError, match="already attached"):
         attach_adapters(net.backbone)
+
+
+def test_frozen_feature_appends_the_token_means_of_the_last_blocks():
+    net = tiny_net(n_tasks=1)
+    b = net.backbone
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert net.stage_widths() == [32, 32] and net.frozen_feature_dim(1) == 64
+    with torch.no_grad():
+        tokens = b.norm_pre(b.patch_drop(b._pos_embed(b.patch_embed(x))))
+        outs = []
+        for block in b.blocks:  # the blocks by hand, no hook
+            tokens = block(tokens)
+            outs.append(tokens.mean(1))
+        wide = net.frozen_feature(x, stages=2)
+    assert wide.shape == (2, 96)
+    torch.testing.assert_close(wide, torch.cat([net(x), outs[0], outs[1]], dim=1))

@@ -190,3 +190,22 @@ def test_double_attach_and_unsupported_models():
     assert len(hooks) == 16 and all(isinstance(h.__self__, BlockHookSlot) for h in hooks)
     with pytest.raises(NotImplementedError, match="supported: timm VisionTransformer"):
         attach_adapters(timm.create_model("resnet10t", pretrained=False, num_classes=0))
+
+
+def test_frozen_feature_appends_the_spatial_means_of_the_last_stages():
+    net = lite0_net(n_tasks=0)
+    b, x = net.backbone, batch()
+    assert net.stage_widths() == [16, 24, 40, 80, 112, 192, 320]
+    with torch.no_grad():
+        h, pooled = b.bn1(b.conv_stem(x)), []
+        for stage in b.blocks:  # the stages by hand, no hook
+            h = stage(h)
+            pooled.append(h.mean((2, 3)))
+        plain = net(x)
+        torch.testing.assert_close(net.frozen_feature(x), plain, rtol=0, atol=0)
+        wide = net.frozen_feature(x, stages=2)
+    assert wide.shape == (2, net.frozen_feature_dim(2)) and net.frozen_feature_dim(2) == 1792
+    torch.testing.assert_close(wide, torch.cat([plain, pooled[-2], pooled[-1]], dim=1))
+    assert not any(stage._forward_hooks for stage in b.blocks)  # the pooling hooks are gone
+    with pytest.raises(ValueError, match="7 stages"):
+        net.frozen_feature(x, stages=8)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from artsy import checkpoint
-from artsy.config import Config, apply_overrides
+from artsy.config import Config, apply_overrides, load_config
 from artsy.errors import ConfigError
 from artsy.gates import GateInputs, make_gates
 from artsy.gates.depolarisation import own_entropy, own_signal, own_similarity
@@ -245,16 +245,18 @@ def test_signal_config_errors_are_one_line(overrides, fields, match):
         synapse_cfg("ngai.lda_shrinkage=1.5")
 
 
-def test_the_default_release_is_the_ridge_scorer_chosen_on_held_out_training_data():
-    """benchmarks/gate_signals.py chose it; its result, kept in benchmarks/recorded/, names these
-    overrides."""
+def test_the_default_signals_are_those_chosen_on_held_out_training_data():
+    """benchmarks/gate_signals.py chose them in the demo setting; its result, kept in
+    benchmarks/recorded/, names these overrides: the release and depolarisation are the config
+    defaults, the frozen feature (backbone-specific) the demo config's."""
     ngai = Config().synapse.ngai
     assert (ngai.pre, ngai.ridge_lambda, ngai.ridge_temperature) == ("ridge", 2.0, 0.05)
     assert (ngai.depolarisation, ngai.prototype_temperature) == ("prototype_share", 0.1)
     path = Path(__file__).resolve().parents[2] / "benchmarks/recorded/gate_signals.json"
     chosen = json.loads(path.read_text())["chosen"]
     assert chosen["is_the_default"]
-    assert apply_overrides(Config(), [f"synapse.{o}" for o in chosen["overrides"]]) == Config()
+    demo = load_config("demo")
+    assert apply_overrides(demo, [f"synapse.{o}" for o in chosen["overrides"]]) == demo
 
 
 # --- end to end: the learner, the log, resume --------------------------------------------------
@@ -273,3 +275,20 @@ def test_exemplar_free_ridge_run_resumes_identically(tmp_path):
     increments, state = checkpoint.load(whole, 2)
     assert all(i["gates"]["h0"] is None for i in increments)  # no features kept
     assert state["learner"]["gates"]["scorer"]["counts"].sum() == 3 * 2 * 24
+
+
+def test_gates_read_the_pooled_last_stages_and_resume_identically(tmp_path):
+    """synapse.ngai.frozen_stages widens h0 (by the tiny ViT's one block: 32 + 32) for the gate
+    and its prototypes, not EASE's subspace prototypes; a resumed run ends as an uninterrupted
+    one."""
+    whole = run(tmp_path / "a", "stages", "synapse.ngai.frozen_stages=1")
+    part = run(tmp_path / "b", "stages", "synapse.ngai.frozen_stages=1", "--stop-after", "1")
+    assert main(["--resume", str(part)]) == 0
+    assert comparable(part) == comparable(whole)
+    _, state = checkpoint.load(whole, 2)
+    learner = state["learner"]
+    assert learner["gates"]["scorer"]["gram"].shape == (64, 64)
+    assert learner["bank"]["ptm_prototypes"].shape == (6, 64)
+    assert learner["bank"]["prototypes"].shape == (6, 3, 32)
+    assert main(["tiny-synthetic", f"run.out_dir={tmp_path / 'c'}",
+                 "synapse.ngai.frozen_stages=2"]) == 2  # one stage only: a one-line error
