@@ -59,7 +59,8 @@ def fig_accuracy(runs: dict[str, dict]):
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     top = max((float(np.nanmax(c)) for c in data.values()), default=100.0)
-    ax.set_ylim(top=min(100.5, top + 0.15 * (top - ax.get_ylim()[0]) + 1.0))
+    room = 0.13 * max(len(data), 1) * (top - ax.get_ylim()[0]) + 1.0  # a legend row per run
+    ax.set_ylim(top=min(100.5, top + room))
     ax.set_xlabel("tasks learned (1)")
     ax.set_ylabel("top-1 accuracy, seen classes (%)")
     ax.legend(loc="upper right")
