@@ -142,7 +142,8 @@ def fig_gate_open_rates(log: xr.Dataset, title: str = ""):
         ax.set_xticks(range(seen))
         ax.set_yticks(range(seen))
         ax.set_xlabel("synapse (task)", fontsize=6)
-        ax.set_ylabel("input task", fontsize=6)
+        if k % cols == 0:  # one row label per row of panels: it would cover the left neighbour
+            ax.set_ylabel("input task", fontsize=6)
     cbar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7)
     cbar.set_label(sf.label(log.gate_open_rate, "gate open rate"))
     if title:
