@@ -161,18 +161,21 @@ class AdaptedNetwork(nn.Module):
 
     def frozen_feature(self, x: torch.Tensor, stages: int = 0) -> torch.Tensor:
         """h0 as the gates read it: E_0(x), followed by the global average of the outputs of
-        the backbone's last ``stages`` stages (a CNN's spatial mean, a ViT's token mean), from
-        the same pass. Width: the pre-logits width + the sum of those stages' widths."""
+        the backbone's last ``stages`` stages (a CNN's spatial mean; a ViT's mean over its patch
+        tokens, class and register tokens left out), from the same pass, averaged in float32.
+        Width: the pre-logits width + the sum of those stages' widths."""
         n = len(self.backbone.blocks)
         if not 0 <= stages <= n:
             raise ValueError(f"the backbone has {n} stages; cannot pool the last {stages}")
         if not stages:
             return self(x)
         pooled: list[Optional[torch.Tensor]] = [None] * stages
+        prefix = getattr(self.backbone, "num_prefix_tokens", 0)
 
         def keep(i: int):
             def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-                pooled[i] = out.mean(1) if out.dim() == 3 else out.mean((2, 3))
+                out = out.float()
+                pooled[i] = out[:, prefix:].mean(1) if out.dim() == 3 else out.mean((2, 3))
             return hook
 
         handles = [stage.register_forward_hook(keep(i))
@@ -182,7 +185,7 @@ class AdaptedNetwork(nn.Module):
         finally:
             for h in handles:
                 h.remove()
-        return torch.cat([h0, *(p.to(h0.dtype) for p in pooled)], dim=1)
+        return torch.cat([h0.float(), *pooled], dim=1)
 
     def frozen_feature_dim(self, stages: int = 0) -> int:
         """The width of ``frozen_feature(x, stages)``."""

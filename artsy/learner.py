@@ -2,11 +2,12 @@
 
 Per task t (`learn_task`): a new adapter set E_t trained with a temporary cosine head over the
 task's classes (EASE §5.1), then frozen; one pass over the task's training images with the eval
-transform gives h0 = E_0(x) for the synapses and the class means of the new classes in every
-subspace (§5.2), after which the old classes' prototypes are completed (§5.3); then the synapses
-are trained, calibrated and consolidated (`artsy.gates`). Prediction (`evaluate`): gated
-concatenation with EASE's reweighted cosine logits (§5.4); a closed gate skips its sub-network's
-forward pass: E_t runs only on the inputs whose gate t is open.
+transform gives h0 = E_0(x) for the synapses (followed by the pooled outputs of the backbone's
+last stages when the gate asks for them: synapse.ngai.frozen_stages) and the class means of the
+new classes in every subspace (§5.2), after which the old classes' prototypes are completed
+(§5.3); then the synapses are trained, calibrated and consolidated (`artsy.gates`). Prediction
+(`evaluate`): gated concatenation with EASE's reweighted cosine logits (§5.4); a closed gate
+skips its sub-network's forward pass: E_t runs only on the inputs whose gate t is open.
 
 Every random stage of a task is seeded from (run.seed, task, stage), so a run resumed from a
 checkpoint reproduces an uninterrupted one on CPU. CUDA with bf16 autocast when available, CPU
@@ -125,7 +126,9 @@ class TaskResult:
 class Learner:
     """EASE + gates on a frozen backbone; `learn_task(t)` then `evaluate(t)`, for t = 0, 1, ..."""
 
-    feature_cosine = math.nan  # mean cos(E_t(x), h0) of the last learned task (_task_features)
+    # mean cos(E_t(x), E_0(x)) of the last learned task (_task_features; E_0(x) is the first
+    # `dim` columns of h0)
+    feature_cosine = math.nan
 
     def __init__(self, cfg: Config, data: TaskData, progress: Optional[bool] = None) -> None:
         self.cfg, self.data = cfg, data

@@ -139,17 +139,30 @@ def test_attach_rejects_other_families_and_double_attach():
         attach_adapters(net.backbone)
 
 
-def test_frozen_feature_appends_the_token_means_of_the_last_blocks():
+def test_frozen_feature_appends_the_patch_token_means_of_the_last_blocks():
     net = tiny_net(n_tasks=1)
+    perturb(net.adapter_sets[0])  # a set that changes the output, to show none is active
     b = net.backbone
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert net.stage_widths() == [32, 32] and net.frozen_feature_dim(1) == 64
+    assert b.num_prefix_tokens == 1  # the class token, left out of the means
     with torch.no_grad():
         tokens = b.norm_pre(b.patch_drop(b._pos_embed(b.patch_embed(x))))
         outs = []
         for block in b.blocks:  # the blocks by hand, no hook
             tokens = block(tokens)
-            outs.append(tokens.mean(1))
-        wide = net.frozen_feature(x, stages=2)
-    assert wide.shape == (2, 96)
-    torch.testing.assert_close(wide, torch.cat([net(x), outs[0], outs[1]], dim=1))
+            outs.append(tokens[:, 1:].mean(1))
+        plain = net(x)
+        assert not torch.allclose(net(x, task=0), plain)
+        torch.testing.assert_close(net.frozen_feature(x, stages=1),
+                                   torch.cat([plain, outs[1]], dim=1))  # the last block only
+        torch.testing.assert_close(net.frozen_feature(x, stages=2),
+                                   torch.cat([plain, outs[0], outs[1]], dim=1))
+    assert not any(block._forward_hooks for block in b.blocks)
+
+
+def test_frozen_feature_removes_its_hooks_when_the_pass_fails():
+    net = tiny_net(n_tasks=0)
+    with pytest.raises(RuntimeError):
+        net.frozen_feature(torch.rand(2, 5, 32, 32), stages=2)  # 5 channels: the stem refuses
+    assert not any(block._forward_hooks for block in net.backbone.blocks)

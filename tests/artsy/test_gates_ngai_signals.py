@@ -292,3 +292,20 @@ def test_gates_read_the_pooled_last_stages_and_resume_identically(tmp_path):
     assert learner["bank"]["prototypes"].shape == (6, 3, 32)
     assert main(["tiny-synthetic", f"run.out_dir={tmp_path / 'c'}",
                  "synapse.ngai.frozen_stages=2"]) == 2  # one stage only: a one-line error
+
+
+def test_the_beta_block_reads_the_same_wider_h0(tmp_path):
+    """EASE's optional PTM block (prototypes.beta) pairs h0 with its class means: both wide."""
+    run_dir = run(tmp_path, "beta", "synapse.ngai.frozen_stages=1", "prototypes.beta=0.5")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["tasks"]) == 3 and 0 < metrics["last"] <= 100
+
+
+@pytest.mark.parametrize("gate", ["mlp", "none", "oracle", "entropy"])
+def test_only_ngai_reads_the_pooled_stages(gate):
+    """The key lives under synapse.ngai: the paper's mlp gate keeps h0 = E_0(x)."""
+    from artsy.gates import gate_class
+
+    cfg = synapse_cfg(f"gate={gate}", "ngai.frozen_stages=3")
+    assert gate_class(gate).cost(cfg).h0_stages == 0
+    assert gate_class("ngai").cost(synapse_cfg("ngai.frozen_stages=3")).h0_stages == 3
