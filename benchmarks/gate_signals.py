@@ -31,7 +31,7 @@ the same images (a raw argmax, no gate: nearest class mean and the chosen scorer
 the chosen h0); the gates' final prediction also reads the open sub-networks, so it can pass it
 by a little.
 
-    python benchmarks/gate_signals.py                     # seeds 1993-1997; about 15 minutes
+    python benchmarks/gate_signals.py                     # seeds 1993-1997; about 10 minutes on 2 cores
     python benchmarks/gate_signals.py --seeds 1993 --out /tmp/gate_signals.json
     python benchmarks/gate_signals.py --list
 """
