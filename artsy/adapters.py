@@ -163,10 +163,8 @@ class AdaptedNetwork(nn.Module):
         """h0 as the gates read it: E_0(x), followed by the global average of the outputs of
         the backbone's last ``stages`` stages (a CNN's spatial mean; a ViT's mean over its patch
         tokens, class and register tokens left out), from the same pass, averaged in float32.
-        Width: the pre-logits width + the sum of those stages' widths."""
-        n = len(self.backbone.blocks)
-        if not 0 <= stages <= n:
-            raise ValueError(f"the backbone has {n} stages; cannot pool the last {stages}")
+        Width: ``frozen_feature_dim(stages)``."""
+        n = self._check_stages(stages)
         if not stages:
             return self(x)
         pooled: list[Optional[torch.Tensor]] = [None] * stages
@@ -188,9 +186,18 @@ class AdaptedNetwork(nn.Module):
         return torch.cat([h0.float(), *pooled], dim=1)
 
     def frozen_feature_dim(self, stages: int = 0) -> int:
-        """The width of ``frozen_feature(x, stages)``."""
-        widths = self.stage_widths()
-        return feature_dim(self.backbone) + sum(widths[len(widths) - stages:] if stages else [])
+        """The width of ``frozen_feature(x, stages)``: the pre-logits width + the sum of the last
+        ``stages`` stages' widths."""
+        n = self._check_stages(stages)
+        return feature_dim(self.backbone) + sum(self.stage_widths()[n - stages:])
+
+    def _check_stages(self, stages: int) -> int:
+        """The number of stages; a ValueError when ``stages`` is not between 0 and it."""
+        n = len(self.backbone.blocks)
+        if not 0 <= stages <= n:
+            raise ValueError(f"{stages}, but the backbone has {n} stage{'s' * (n != 1)}; use 0 "
+                             f"to {n}")
+        return n
 
     @property
     def n_tasks(self) -> int:

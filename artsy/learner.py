@@ -142,12 +142,10 @@ class Learner:
                                    cfg.adapter.dropout).to(self.device)
         self.dim = feature_dim(backbone)
         self.h0_stages = gate_class(cfg.synapse.gate).cost(cfg.synapse).h0_stages  # h0 as read
-        n_stages = len(self.net.stage_widths())
-        if self.h0_stages > n_stages:
-            raise ConfigError(f"config key 'synapse.ngai.frozen_stages': {self.h0_stages}, but "
-                              f"{b.name} has {n_stages} stage{'s' * (n_stages != 1)}; use 0 to "
-                              f"{n_stages}")
-        h0_dim = self.net.frozen_feature_dim(self.h0_stages)
+        try:
+            h0_dim = self.net.frozen_feature_dim(self.h0_stages)
+        except ValueError as e:
+            raise ConfigError(f"config key 'synapse.ngai.frozen_stages': {e} ({b.name})") from None
         self.bank = PrototypeBank(self.dim, ptm_dim=h0_dim, device=self.device)
         self.gates = make_gates(cfg.synapse, h0_dim, data.n_tasks, self.device)
         self.needs_h0 = self.gates.needs_h0 or cfg.prototypes.beta > 0

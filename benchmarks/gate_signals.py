@@ -197,11 +197,11 @@ class Recorded:
         bank.load_state_dict({k: self.t(f"t{task}_bank_{k}")
                               for k in ("prototypes", "real", "ptm_prototypes")})
         if stages:
-            bank.ptm_prototypes = bank.ptm_prototypes.new_zeros(
-                bank.n_classes, self.h0("val", stages).shape[1])
-            for t in range(task + 1):
-                means = class_means(self.h0(f"t{t}", stages), self.t(f"t{t}_y"), self.tasks[t])
-                bank.ptm_prototypes[self.tasks[t]] = means
+            means = [class_means(self.h0(f"t{t}", stages), self.t(f"t{t}_y"), self.tasks[t])
+                     for t in range(task + 1)]
+            bank.ptm_prototypes = means[0].new_zeros(bank.n_classes, means[0].shape[1])
+            for classes, m in zip(self.tasks, means):
+                bank.ptm_prototypes[classes] = m
         return bank
 
 

@@ -127,10 +127,6 @@ class Gate(ABC):
     def needs_own(self) -> bool:
         return self.cost(self.cfg).needs_own
 
-    @property
-    def h0_stages(self) -> int:
-        return self.cost(self.cfg).h0_stages
-
     def rule_attrs(self) -> dict:
         """The receptor rule's parameters for the synapse log (only ngai has a rule)."""
         return {}

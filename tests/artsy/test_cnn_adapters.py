@@ -207,5 +207,6 @@ def test_frozen_feature_appends_the_spatial_means_of_the_last_stages():
     assert wide.shape == (2, net.frozen_feature_dim(2)) and net.frozen_feature_dim(2) == 1792
     torch.testing.assert_close(wide, torch.cat([plain, pooled[-2], pooled[-1]], dim=1))
     assert not any(stage._forward_hooks for stage in b.blocks)  # the pooling hooks are gone
-    with pytest.raises(ValueError, match="7 stages"):
-        net.frozen_feature(x, stages=8)
+    for bad in (net.frozen_feature_dim, lambda k: net.frozen_feature(x, stages=k)):
+        with pytest.raises(ValueError, match="7 stages; use 0 to 7"):
+            bad(8)
