@@ -116,8 +116,9 @@ class TrainConfig:
     scheduler: Literal["cosine", "constant"] = "cosine"
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: Literal["bf16", "fp16", "none"] = "bf16"
-    # false: adapters train on the eval transform (no random crop or flip), e.g. to compare a
-    # run on several processes with a single-process one (docs/architecture.md §5.8)
+    # false: adapters train on the eval transform (no random crop or flip): the demo's small-data
+    # choice (docs/method.md §5.6), and to compare a run on several processes with a
+    # single-process one (docs/architecture.md §5.8)
     augment: bool = True
 
 

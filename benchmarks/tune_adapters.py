@@ -56,47 +56,68 @@ def run(config: str, setting: str, gate: str, seed: int, holdout: float, out_dir
 
 
 def is_frozen(setting: str) -> bool:
+    """A setting with the exact override `train.epochs=0`: adapters left at zero."""
     return "train.epochs=0" in setting.split()
+
+
+def frozen_key(setting: str) -> frozenset:
+    """What decides a frozen run: every override but train.* and adapter.* (zero adapters make
+    those irrelevant), so each setting finds the frozen run on the same data."""
+    return frozenset(o for o in setting.split() if not o.startswith(("train.", "adapter.")))
 
 
 def summarise(runs: list[dict]) -> list[dict]:
     """Per (setting, gate), in first-seen order: Last and Avg over seeds, every seed's Last, and
-    Last minus the frozen setting's Last under the same gate (None without a frozen setting)."""
+    Last minus the matching frozen setting's Last under the same gate, paired over the seeds both
+    ran (None without such a frozen run). Refuses a (setting, gate, seed) given twice."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["setting"], r["gate"]), []).append(r)
+        group = groups.setdefault((r["setting"], r["gate"]), [])
+        if any(q["seed"] == r["seed"] for q in group):
+            raise ValueError(f"setting {r['setting']!r}, gate {r['gate']}, seed {r['seed']} "
+                             "appears twice: join each result file once")
+        group.append(r)
     rows = []
     for (setting, gate), rs in groups.items():
         last = [r["last"] for r in rs]
-        cosines = [c for c in (r["feature_cosine"][-1] for r in rs)
+        cosines = [c for c in ((r.get("feature_cosine") or [None])[-1] for r in rs)
                    if c is not None and not math.isnan(c)]  # NaN: the gate reads no h0
         rows.append({"setting": setting, "gate": gate, "seeds": [r["seed"] for r in rs],
                      "last": last, "last_mean": statistics.fmean(last),
-                     "last_std": statistics.stdev(last) if len(last) > 1 else 0.0,
+                     "last_std": statistics.stdev(last) if len(last) > 1 else None,
                      "avg_mean": statistics.fmean(r["avg"] for r in rs),
                      "feature_cosine": statistics.fmean(cosines) if cosines else None})
-    frozen = {r["gate"]: r["last_mean"] for r in rows if is_frozen(r["setting"])}
+    frozen: dict[tuple, dict] = {}
     for r in rows:
-        r["last_minus_frozen"] = (r["last_mean"] - frozen[r["gate"]]
-                                  if r["gate"] in frozen else None)
+        if is_frozen(r["setting"]):
+            frozen.setdefault((frozen_key(r["setting"]), r["gate"]), r)
+    for r in rows:
+        base = frozen.get((frozen_key(r["setting"]), r["gate"]))
+        pairs = [] if base is None else [
+            (v, base["last"][base["seeds"].index(seed)])
+            for seed, v in zip(r["seeds"], r["last"]) if seed in base["seeds"]]
+        r["last_minus_frozen"] = (round(statistics.fmean(a - b for a, b in pairs), 6) + 0.0
+                                  if pairs else None)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| setting | gate | seeds | Avg | Last | Last per seed | Last − frozen | "
+    """The markdown table of `summarise`'s rows."""
+    lines = ["| setting | gate | seeds | Avg | Last | Last per seed | Last - frozen | "
              "cos(E_t, E_0) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         delta = "-" if r["last_minus_frozen"] is None else f"{r['last_minus_frozen']:+.2f}"
         cos = "-" if r["feature_cosine"] is None else f"{r['feature_cosine']:.3f}"
+        std = "" if r["last_std"] is None else f" ± {r['last_std']:.2f}"
         lines.append(f"| {r['setting']} | {r['gate']} | {len(r['seeds'])} | {r['avg_mean']:.2f} "
-                     f"| {r['last_mean']:.2f} ± {r['last_std']:.2f} | "
+                     f"| {r['last_mean']:.2f}{std} | "
                      f"{' / '.join(f'{v:.2f}' for v in r['last'])} | {delta} | {cos} |")
     return "\n".join(lines) + "\n"
 
 
 def save_figure(rows: list[dict], path: Path) -> Path:
-    """One panel per gate: Last per setting (bar: mean over seeds, dots: seeds), the frozen
-    setting's mean as a dashed line."""
+    """One panel per gate: Last per setting (dash: mean over seeds, dots: seeds; grey: frozen),
+    the frozen setting's mean as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,7 +125,8 @@ def save_figure(rows: list[dict], path: Path) -> Path:
 
     gates = list(dict.fromkeys(r["gate"] for r in rows))
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    shared = set.intersection(*(set(x.split()) for x in settings))  # said once, in the title
+    tokens = [set(x.split()) for x in settings]
+    shared = set.intersection(*tokens) if tokens else set()  # said once, in the title
     labels = ["\n".join(o for o in x.split() if o not in shared) or "(config)"
               for x in settings]
     fig, axes = plt.subplots(1, len(gates), figsize=(1.2 + 0.9 * len(settings) * len(gates), 3.6),
@@ -114,12 +136,14 @@ def save_figure(rows: list[dict], path: Path) -> Path:
         for i, setting in enumerate(settings):
             if setting in mine:
                 r = mine[setting]
-                ax.bar(i, r["last_mean"], color="0.6" if is_frozen(setting) else "C0")
-                ax.plot([i] * len(r["last"]), r["last"], "k.", ms=4)
+                color = "0.5" if is_frozen(setting) else "C0"
+                ax.plot(i, r["last_mean"], "_", color=color, ms=22, mew=2.5)
+                ax.plot([i] * len(r["last"]), r["last"], ".", color=color, ms=5)
                 if is_frozen(setting):
                     ax.axhline(r["last_mean"], color="0.3", ls="--", lw=0.8)
         values = [v for r in mine.values() for v in r["last"]]
-        ax.set_ylim(min(values) - 3, max(values) + 2)
+        ax.set_ylim(min(values) - 1, max(values) + 1)
+        ax.set_xlim(-0.6, len(settings) - 0.4)
         ax.set_xticks(range(len(settings)))
         ax.set_xticklabels(labels, fontsize=6, rotation=30, ha="right")
         ax.set_title(f"gate {gate}", fontsize=9)
@@ -133,10 +157,17 @@ def save_figure(rows: list[dict], path: Path) -> Path:
 
 
 def write_outputs(out: Path, payload: dict) -> None:
+    """JSON (the payload and its summary), the table (.md) and the figure (.png) beside it."""
     rows = summarise(payload["runs"])
     write_json(out, {**payload, "summary": rows})
     write_text(out.with_suffix(".md"), table(rows))
     save_figure(rows, out.with_suffix(".png"))
+
+
+def flat(payload: dict, key: str) -> list:
+    """A result file's config or holdout as a list (a joined file holds a list already)."""
+    value = payload[key]
+    return value if isinstance(value, list) else [value]
 
 
 def main(argv=None) -> int:
@@ -149,18 +180,28 @@ def main(argv=None) -> int:
                    help="space-separated overrides of one setting (repeat the option)")
     p.add_argument("--summarise", nargs="+", type=Path, metavar="JSON",
                    help="run nothing: join these result files into --out, its table and figure")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" /
-                   "tune_adapters.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON file (default benchmarks/results/tune_adapters.json; required with "
+                   "--summarise)")
     args = p.parse_args(argv)
     if args.summarise:
+        if args.setting or args.out is None:
+            p.error("--summarise joins result files: give --out and no --setting")
         payloads = [json.loads(f.read_text()) for f in args.summarise]
-        write_outputs(args.out, {"config": sorted({q["config"] for q in payloads}),
-                                 "holdout": sorted({q["holdout"] for q in payloads}),
-                                 "runs": [r for q in payloads for r in q["runs"]]})
-        print(table(summarise([r for q in payloads for r in q["runs"]])))
+        same = {key: sorted({v for q in payloads for v in flat(q, key)})
+                for key in ("config", "holdout")}
+        if any(len(v) > 1 for v in same.values()):
+            p.error(f"--summarise joins the results of one config and one --holdout, got "
+                    f"{same['config']} and {same['holdout']}")
+        try:
+            write_outputs(args.out, {**same, "runs": [r for q in payloads for r in q["runs"]]})
+        except ValueError as e:
+            p.error(str(e))
+        print((args.out.with_suffix(".md")).read_text())
         return 0
     if not args.setting:
         p.error("give at least one --setting, or --summarise JSON files")
+    args.out = args.out or REPO / "benchmarks" / "results" / "tune_adapters.json"
     runs_dir = args.out.parent / f"{args.out.stem}-runs"
     results = []
     for setting in args.setting:

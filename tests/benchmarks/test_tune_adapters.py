@@ -18,7 +18,7 @@ def fake_run(setting, gate, seed, last, cosine=float("nan")):
             "curve": [last], "feature_cosine": [cosine], "wall_s": 0.0}
 
 
-def test_summary_gives_each_seed_the_mean_and_the_difference_to_the_frozen_setting():
+def test_summary_per_setting_and_gate_with_the_paired_difference_to_the_frozen_run():
     runs = [fake_run("train.epochs=0", "oracle", 1, 90.0),
             fake_run("train.epochs=0", "oracle", 2, 92.0),
             fake_run("train.epochs=2", "oracle", 1, 93.0, 0.8),
@@ -33,8 +33,27 @@ def test_summary_gives_each_seed_the_mean_and_the_difference_to_the_frozen_setti
     assert trained["feature_cosine"] == pytest.approx(0.7)
     assert rows[("train.epochs=0", "oracle")]["feature_cosine"] is None  # NaN: no h0 was read
     assert rows[("train.epochs=2", "ngai")]["last_minus_frozen"] is None  # no frozen ngai run
+    assert rows[("train.epochs=2", "ngai")]["last_std"] is None  # one seed: no spread
+    text = tune.table(tune.summarise(runs))
     assert "| train.epochs=2 | oracle | 2 | 95.00 | 94.00 ± 1.41 | 93.00 / 95.00 | +3.00 | " \
-           "0.700 |" in tune.table(tune.summarise(runs))
+           "0.700 |" in text
+    assert "| train.epochs=2 | ngai | 1 | 71.00 | 70.00 | 70.00 | - | 0.700 |" in text
+
+
+def test_each_setting_is_paired_with_the_frozen_run_on_the_same_data_and_seeds():
+    """Training and adapter keys do not change a frozen run; data keys do. Only seeds that both
+    ran are compared."""
+    runs = [fake_run("train.epochs=0", "oracle", 1, 90.0),
+            fake_run("data.cap=2 train.epochs=0", "oracle", 1, 80.0),
+            fake_run("data.cap=2 train.epochs=0", "oracle", 2, 84.0),
+            fake_run("data.cap=2 train.augment=false adapter.r=8", "oracle", 2, 85.0),
+            fake_run("train.lr=0.1", "oracle", 1, 91.0),
+            fake_run("train.lr=0.1", "oracle", 3, 99.0)]
+    delta = {r["setting"]: r["last_minus_frozen"] for r in tune.summarise(runs)}
+    assert delta["data.cap=2 train.augment=false adapter.r=8"] == pytest.approx(1.0)  # seed 2
+    assert delta["train.lr=0.1"] == pytest.approx(1.0)  # seed 1 only: seed 3 has no frozen run
+    with pytest.raises(ValueError, match="appears twice"):
+        tune.summarise(runs + runs[:1])
 
 
 def test_held_out_runs_under_two_gates_write_json_table_and_figure(tmp_path):
@@ -48,12 +67,31 @@ def test_held_out_runs_under_two_gates_write_json_table_and_figure(tmp_path):
         ("train.epochs=1", "oracle"), ("train.epochs=1", "none")]
     assert result["holdout"] == 0.5 and len(result["summary"]) == 4
     assert out.with_suffix(".md").read_text().count("\n") == 2 + 4
-    assert out.with_suffix(".png").stat().st_size > 0
-    # --summarise joins result files without running anything
-    joined = tmp_path / "joined.json"
-    assert tune.main(["--summarise", str(out), str(out), "--out", str(joined)]) == 0
-    assert len(json.loads(joined.read_text())["runs"]) == 8
-    assert joined.with_suffix(".png").exists()
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --summarise joins result files without running anything, its own output included
+    result["runs"] = [r | {"seed": 7} for r in result["runs"]]
+    (tmp_path / "seed7.json").write_text(json.dumps(result))
+    joined, again = tmp_path / "joined.json", tmp_path / "again.json"
+    assert tune.main(["--summarise", str(out), str(tmp_path / "seed7.json"),
+                      "--out", str(joined)]) == 0
+    assert [r["seeds"] for r in json.loads(joined.read_text())["summary"]] == [[1993, 7]] * 4
+    assert tune.main(["--summarise", str(joined), "--out", str(again)]) == 0
+    assert json.loads(again.read_text())["summary"] == json.loads(joined.read_text())["summary"]
+    assert again.with_suffix(".png").exists()
+
+
+def test_summarise_refuses_a_file_twice_and_mixed_held_out_shares(tmp_path, capsys):
+    one = {"config": "demo", "holdout": 0.5, "runs": [fake_run("train.epochs=0", "none", 1, 60)]}
+    (tmp_path / "a.json").write_text(json.dumps(one))
+    (tmp_path / "b.json").write_text(json.dumps(one | {"holdout": 0.2}))
+    for files in (["a.json", "a.json"], ["a.json", "b.json"]):
+        with pytest.raises(SystemExit) as e:
+            tune.main(["--summarise", *(str(tmp_path / f) for f in files),
+                       "--out", str(tmp_path / "out.json")])
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "appears twice" in err and "one --holdout" in err
+    assert not (tmp_path / "out.json").exists()
 
 
 def test_nothing_to_run_is_a_usage_error(capsys):
