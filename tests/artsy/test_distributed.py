@@ -97,10 +97,19 @@ def torchrun(*args) -> Launch:
                     "--nproc_per_node=2", "-m", "artsy.run", *args]], [ENV])
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port not handed out before in this session: the OS may return a just-released
+    port twice, and two launches on one port join each other's process group."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def two_ranks(args0, args1=None) -> Launch:
