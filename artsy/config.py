@@ -120,6 +120,10 @@ class TrainConfig:
     # choice (docs/method.md §5.6), and to compare a run on several processes with a
     # single-process one (docs/architecture.md §5.8)
     augment: bool = True
+    # null: no clipping (EASE). A value: each step's gradient norm over the adapters and the head
+    # is clipped to it, which stops one large step at a high lr from wrecking a sub-network
+    # (the demo's choice, docs/method.md §5.6)
+    clip_grad_norm: Optional[float] = _f(None, 0.0)
 
 
 @dataclass
@@ -486,6 +490,9 @@ def _check_consistency(cfg: Config) -> None:
     method_class(cfg.method).check_config(cfg)
     gate_class(cfg.synapse.gate).check_config(cfg.synapse)
     d = cfg.data
+    if cfg.train.clip_grad_norm == 0:
+        raise ConfigError("config key 'train.clip_grad_norm': expected null (no clipping) or a "
+                          "value > 0, got 0 (no step would move the adapters)")
     if not _DEVICE.fullmatch(cfg.train.device):
         raise ConfigError(f"config key 'train.device': expected auto, cpu, cuda, cuda:N or mps, "
                           f"got {cfg.train.device!r}")

@@ -241,6 +241,7 @@ class Learner:
                     loss = F.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                self._clip(scaler, opt)
                 scaler.step(opt)
                 scaler.update()
                 loss_sum += loss.item() * len(y)
@@ -252,6 +253,15 @@ class Learner:
                 sched.step()
         self.net.eval()
         return passes
+
+    def _clip(self, scaler, opt) -> None:
+        """train.clip_grad_norm: clip the step's gradient norm over every trained parameter (with
+        several processes DDP has averaged the gradients already, so every rank clips alike)."""
+        limit = self.cfg.train.clip_grad_norm
+        if limit is not None:
+            scaler.unscale_(opt)  # fp16: clip the true gradients (a no-op otherwise)
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, limit)
 
     def _train_data_parallel(self, task: int, dataset, seed: int, head: nn.Module, opt, sched,
                              scaler) -> int:
@@ -284,6 +294,7 @@ class Learner:
                     loss = summed * (world / size if mine else 0.0)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                self._clip(scaler, opt)
                 scaler.step(opt)
                 scaler.update()
                 if mine:

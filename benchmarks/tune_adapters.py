@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from artsy.config import load_config  # noqa: E402
 from artsy.runner import start_run  # noqa: E402
+from artsy.seeds import summarize as over_seeds  # noqa: E402
 from synsim.files import atomic_path, write_json, write_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +67,12 @@ def frozen_key(setting: str) -> frozenset:
     return frozenset(o for o in setting.split() if not o.startswith(("train.", "adapter.")))
 
 
+def last_cosine(run: dict) -> float:
+    """cos(E_t, E_0) after the run's last task; NaN when missing (the gate reads no h0)."""
+    cosine = (run.get("feature_cosine") or [None])[-1]
+    return math.nan if cosine is None else float(cosine)
+
+
 def summarise(runs: list[dict]) -> list[dict]:
     """Per (setting, gate), in first-seen order: Last and Avg over seeds, every seed's Last, and
     Last minus the matching frozen setting's Last under the same gate, paired over the seeds both
@@ -79,14 +86,12 @@ def summarise(runs: list[dict]) -> list[dict]:
         group.append(r)
     rows = []
     for (setting, gate), rs in groups.items():
-        last = [r["last"] for r in rs]
-        cosines = [c for c in ((r.get("feature_cosine") or [None])[-1] for r in rs)
-                   if c is not None and not math.isnan(c)]  # NaN: the gate reads no h0
+        s = over_seeds({r["seed"]: {"last": r["last"], "avg": r["avg"], "cosine": last_cosine(r)}
+                        for r in rs}, ("last", "avg", "cosine"))
         rows.append({"setting": setting, "gate": gate, "seeds": [r["seed"] for r in rs],
-                     "last": last, "last_mean": statistics.fmean(last),
-                     "last_std": statistics.stdev(last) if len(last) > 1 else None,
-                     "avg_mean": statistics.fmean(r["avg"] for r in rs),
-                     "feature_cosine": statistics.fmean(cosines) if cosines else None})
+                     "last": [r["last"] for r in rs], "last_mean": s["last"]["mean"],
+                     "last_std": s["last"]["std"] if len(rs) > 1 else None,  # no spread of one
+                     "avg_mean": s["avg"]["mean"], "feature_cosine": s["cosine"]["mean"]})
     frozen: dict[tuple, dict] = {}
     for r in rows:
         if is_frozen(r["setting"]):

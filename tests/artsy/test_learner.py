@@ -65,3 +65,34 @@ def test_the_deleted_fusion_switch_is_an_unknown_key():
     """prototypes.fusion had one working value (EASE's gated concatenation): the key is gone."""
     with pytest.raises(ConfigError, match="unknown config key 'prototypes.fusion'"):
         load_config("tiny-synthetic", ["prototypes.fusion=additive"])
+
+
+def _step_norms(learner):
+    """Record the gradient norm each optimiser step applies (after train.clip_grad_norm)."""
+    norms, clip = [], learner._clip
+
+    def spy(scaler, opt):
+        clip(scaler, opt)
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in grads]))))
+
+    learner._clip = spy
+    learner.learn_task(0)
+    return norms
+
+
+def test_clip_grad_norm_bounds_every_step_and_null_leaves_them_alone():
+    free = _step_norms(tiny("train.epochs=1"))
+    limit = min(free) / 10  # far below every step's norm: every step is clipped
+    clipped = _step_norms(tiny("train.epochs=1", f"train.clip_grad_norm={limit}"))
+    assert len(free) == len(clipped) > 1
+    assert max(clipped) == pytest.approx(limit, rel=1e-5)
+    assert min(clipped) == pytest.approx(limit, rel=1e-5)  # each step scaled to the limit
+
+
+@pytest.mark.parametrize("value, message", [("0", "expected null .no clipping. or a value > 0"),
+                                            ("-1", "expected a value >= 0.0")])
+def test_clip_grad_norm_refuses_zero_and_negative(value, message):
+    with pytest.raises(ConfigError, match=f"'train.clip_grad_norm': {message}"):
+        load_config("tiny-synthetic", [f"train.clip_grad_norm={value}"])
