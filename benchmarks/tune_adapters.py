@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -46,14 +47,17 @@ def run(config: str, setting: str, gate: str, seed: int, holdout: float, out_dir
                  f"data.seed={seed}", f"run.out_dir={out_dir}", "run.save_checkpoints=false",
                  *setting.split()]
     start = time.perf_counter()
+    cfg = load_config(config, overrides)
     with contextlib.redirect_stdout(io.StringIO()):
-        result = start_run(load_config(config, overrides), progress=False)
+        result = start_run(cfg, progress=False)
     summary = result.metrics.summary()
     rows = result.metrics.rows
     return {"setting": setting, "gate": gate, "seed": seed, "avg": summary["avg"],
             "last": summary["last"], "curve": result.metrics.curve,
             "feature_cosine": [r.get("feature_cosine") for r in rows],
-            "wall_s": time.perf_counter() - start}
+            "wall_s": time.perf_counter() - start,
+            # the resolved settings: a recorded row stays readable after the config's defaults move
+            "train": dataclasses.asdict(cfg.train), "adapter": dataclasses.asdict(cfg.adapter)}
 
 
 def is_frozen(setting: str) -> bool:
