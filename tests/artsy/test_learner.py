@@ -82,7 +82,7 @@ def _step_norms(learner):
     return norms
 
 
-def test_clip_grad_norm_bounds_every_step_and_null_leaves_them_alone():
+def test_clip_grad_norm_scales_every_step_down_to_the_limit():
     free = _step_norms(tiny("train.epochs=1"))
     limit = min(free) / 10  # far below every step's norm: every step is clipped
     clipped = _step_norms(tiny("train.epochs=1", f"train.clip_grad_norm={limit}"))

@@ -129,11 +129,11 @@ def test_the_demo_clips_its_gradients_as_chosen_on_held_out_training_data():
     anything there."""
     from artsy.config import load_config
 
-    def last(name):
+    def rows_of(name):
         recorded = json.loads((REPO / "benchmarks/recorded" / name).read_text())
         return recorded, {(r["setting"], r["gate"]): r for r in recorded["summary"]}
 
-    recorded, at500 = last("tune_adapters-demo500.json")
+    recorded, at500 = rows_of("tune_adapters-demo500.json")
     assert recorded["holdout"] == [0.2]
     cap = "data.max_per_class_train=625 train.augment="
     oracle = {s: r["last_mean"] for (s, g), r in at500.items() if g == "oracle"}
@@ -143,7 +143,7 @@ def test_the_demo_clips_its_gradients_as_chosen_on_held_out_training_data():
     unclipped, clipped = (at500[(s, "oracle")]["last"] for s in (f"{cap}false", best))
     assert any(u < f for u, f in zip(unclipped, frozen))  # a seed collapses below its frozen run
     assert all(c > f for c, f in zip(clipped, frozen))
-    _, at120 = last("tune_adapters-demo.json")
+    _, at120 = rows_of("tune_adapters-demo.json")
     cap = "data.max_per_class_train=240"
     for gate in ("oracle", "none", "ngai"):
         assert (at120[(f"{cap} train.clip_grad_norm=0.5", gate)]["last_mean"]
