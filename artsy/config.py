@@ -121,8 +121,8 @@ class TrainConfig:
     # single-process one (docs/architecture.md §5.8)
     augment: bool = True
     # null: no clipping (EASE). A value: each step's gradient norm over the adapters and the head
-    # is clipped to it, which stops one large step at a high lr from wrecking a sub-network
-    # (the demo's choice, docs/method.md §5.6)
+    # is clipped to it, which kept the demo's high lr from wrecking a sub-network at 500 images
+    # per class (the demo's choice, docs/method.md §5.6)
     clip_grad_norm: Optional[float] = _f(None, 0.0)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import io
 import json
 import math
@@ -34,7 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from artsy.config import load_config  # noqa: E402
+from artsy.config import load_config, to_dict  # noqa: E402
 from artsy.runner import start_run  # noqa: E402
 from artsy.seeds import summarize as over_seeds  # noqa: E402
 from synsim.files import atomic_path, write_json, write_text  # noqa: E402
@@ -50,14 +49,14 @@ def run(config: str, setting: str, gate: str, seed: int, holdout: float, out_dir
     cfg = load_config(config, overrides)
     with contextlib.redirect_stdout(io.StringIO()):
         result = start_run(cfg, progress=False)
-    summary = result.metrics.summary()
+    summary, resolved = result.metrics.summary(), to_dict(cfg)
     rows = result.metrics.rows
     return {"setting": setting, "gate": gate, "seed": seed, "avg": summary["avg"],
             "last": summary["last"], "curve": result.metrics.curve,
             "feature_cosine": [r.get("feature_cosine") for r in rows],
             "wall_s": time.perf_counter() - start,
             # the resolved settings: a recorded row stays readable after the config's defaults move
-            "train": dataclasses.asdict(cfg.train), "adapter": dataclasses.asdict(cfg.adapter)}
+            "train": resolved["train"], "adapter": resolved["adapter"]}
 
 
 def is_frozen(setting: str) -> bool:
