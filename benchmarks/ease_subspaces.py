@@ -1,0 +1,181 @@
+"""Why EASE loses when its sub-networks train (issue #11; docs/method.md §5.6), measured on
+held-out TRAINING images, never on the test split.
+
+EASE's logit for a class is, but for a share α/T of the other blocks, the cosine between the
+input's feature in that class's own subspace and the class's prototype there (§5.4). So EASE
+picks a task by asking every sub-network how close it puts the input to its own classes. After
+the last task, for each held-out image x of task j and each sub-network i, let
+s_i(x) = max over task i's classes c of cos(φ_i(x), p_{c,i}). Reported, as means over images:
+
+- `own`: s_j(x), how close the input's own sub-network puts it to its own classes;
+- `foreign`: max over i ≠ j of s_i(x), the closest any other sub-network puts it to its classes;
+- `margin`: own − foreign per image (EASE's task choice is right, up to the α/T share, where it is
+  positive);
+- `task_id`: the share of images whose EASE prediction (the full reweighted logits) is a class of
+  their own task, and `accuracy` (Last) of the same prediction.
+
+Each seed runs the config twice on the same split and class order: `trained` (its adapter
+settings) and `frozen` (`train.epochs=0`: every φ_i is E_0). The reading in docs/method.md §5.6,
+that each trained sub-network pulls foreign inputs onto one of its own prototypes, predicts
+`foreign` rising more than `own`, so the margin and task-id fall. Writes JSON (every seed), a
+table (.md) and a figure (.png).
+
+    python benchmarks/ease_subspaces.py                  # demo, seeds 1993-1995; ~6 min on 2 cores
+    python benchmarks/ease_subspaces.py --seeds 1993 --out /tmp/ease_subspaces.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from artsy.config import load_config  # noqa: E402
+from artsy.learner import Learner  # noqa: E402
+from artsy.prototypes import reweighted_cosine_logits  # noqa: E402
+from artsy.runner import load_task_data  # noqa: E402
+from artsy.seeds import summarize as over_seeds  # noqa: E402
+from synsim.files import atomic_path, write_json, write_text  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# the 120-per-class held-out split of docs/method.md §5.6: 120 trained and 120 scored per class
+SPLIT = ["data.max_per_class_train=240", "data.holdout=0.5"]
+VARIANTS = {"frozen": ["train.epochs=0"], "trained": []}
+KEYS = ("own", "foreign", "margin", "task_id", "accuracy")
+
+
+def subspace_scores(feats: list[torch.Tensor], prototypes: torch.Tensor,
+                    class_task: torch.Tensor) -> torch.Tensor:
+    """s_i(x) for every input and sub-network i: the highest cosine between φ_i(x) and the
+    prototypes, in subspace i, of task i's own classes. Shape (batch, n_subspaces)."""
+    columns = []
+    for i, f in enumerate(feats):
+        cos = F.normalize(f, dim=1) @ F.normalize(prototypes[:, i], dim=1).T  # (B, C)
+        columns.append(cos[:, class_task == i].max(dim=1).values)
+    return torch.stack(columns, dim=1)
+
+
+def own_and_foreign(scores: torch.Tensor, task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per input: s of its own task's sub-network, and the highest s of any other."""
+    own = scores.gather(1, task.view(-1, 1)).squeeze(1)
+    others = scores.masked_fill(F.one_hot(task, scores.shape[1]).bool(),
+                                float("-inf"))
+    return own, others.max(dim=1).values
+
+
+def measure(config: str, seed: int, overrides: list[str]) -> dict:
+    """Train every task of `config` with gate `none` on the held-out split; score the held-out
+    images of every class after the last task."""
+    cfg = load_config(config, ["synapse.gate=none", *SPLIT, f"run.seed={seed}",
+                               f"data.seed={seed}", *overrides])
+    data = load_task_data(cfg)
+    learner = Learner(cfg, data, progress=False)
+    for task in range(data.n_tasks):
+        learner.learn_task(task)
+    return score(learner, data, cfg)
+
+
+@torch.inference_mode()
+def score(learner: Learner, data, cfg) -> dict:
+    """own, foreign, margin, task-id and Last over the held-out images of every class."""
+    last = data.n_tasks - 1
+    class_task = learner.class_task(last)
+    loader = torch.utils.data.DataLoader(data.test_set(last), batch_size=cfg.run.eval_batch_size)
+    prototypes = learner.bank.prototypes[:, : last + 1].float().cpu()
+    own, foreign, correct, right_task = [], [], [], []
+    learner.net.eval()
+    for x, y in loader:
+        x = x.to(learner.device)
+        with learner._autocast():
+            feats = [learner.net(x, task=i).float().cpu() for i in range(last + 1)]
+        task = torch.as_tensor(data.task_of(y.numpy()))
+        o, f = own_and_foreign(subspace_scores(feats, prototypes, class_task), task)
+        logits = reweighted_cosine_logits(feats, learner.bank, class_task, last,
+                                          cfg.prototypes.alpha, cfg.prototypes.divide_alpha_by_tasks)
+        pred = logits.argmax(1).cpu()
+        own.append(o), foreign.append(f)
+        correct.append(pred == y), right_task.append(class_task[pred] == task)
+    own, foreign = torch.cat(own).double(), torch.cat(foreign).double()
+    return {"own": float(own.mean()), "foreign": float(foreign.mean()),
+            "margin": float((own - foreign).mean()),
+            "task_id": 100 * float(torch.cat(right_task).double().mean()),
+            "accuracy": 100 * float(torch.cat(correct).double().mean()),
+            "images": len(own)}
+
+
+def table(result: dict) -> str:
+    head = "| variant | " + " | ".join(KEYS) + " |\n" + "|---" * (len(KEYS) + 1) + "|\n"
+    rows = []
+    for name, s in result["summary"].items():
+        cells = [f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" if k in ("own", "foreign", "margin")
+                 else f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" for k in KEYS]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return head + "\n".join(rows) + "\n"
+
+
+def figure(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_cos, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, keys in ((ax_cos, ("own", "foreign")), (ax_acc, ("task_id", "accuracy"))):
+        for v, (name, s) in enumerate(result["summary"].items()):
+            x = np.arange(len(keys)) + 0.38 * (v - 0.5)
+            ax.bar(x, [s[k]["mean"] for k in keys], width=0.36, label=name, alpha=0.7)
+            for xi, k in zip(x, keys):
+                seeds = list(s[k]["per_seed"].values())
+                ax.plot([xi] * len(seeds), seeds, "k.", ms=4)
+        ax.set_xticks(range(len(keys)), keys)
+    ax_cos.set_ylabel("cosine to the closest own-task prototype")
+    ax_cos.set_ylim(bottom=min(s["foreign"]["mean"] for s in result["summary"].values()) - 0.1)
+    ax_acc.set_ylabel("% of held-out images")
+    ax_cos.legend(frameon=False)
+    fig.suptitle("EASE: how close each sub-network puts its own and foreign inputs", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="demo")
+    p.add_argument("--seeds", default="1993,1994,1995", help="comma-separated seeds")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ease_subspaces.json")
+    p.add_argument("overrides", nargs="*", help="config overrides for every run, key=value")
+    args = p.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    per_variant: dict[str, dict[int, dict]] = {name: {} for name in VARIANTS}
+    for seed in seeds:
+        for name, extra in VARIANTS.items():
+            per_variant[name][seed] = measure(args.config, seed, [*args.overrides, *extra])
+            m = per_variant[name][seed]
+            print(f"seed {seed} {name:>7}: own {m['own']:.4f} foreign {m['foreign']:.4f} "
+                  f"task-id {m['task_id']:.2f} Last {m['accuracy']:.2f}", flush=True)
+    result = {"config": args.config, "overrides": args.overrides, "split": SPLIT,
+              "variants": VARIANTS, "seeds": seeds, "std": "sample std over seeds, ddof = 1",
+              "evaluated_on": "held-out training images after the last task; no test image",
+              "per_seed": per_variant,
+              "summary": {name: over_seeds(runs, KEYS) for name, runs in per_variant.items()}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, result)
+    write_text(args.out.with_suffix(".md"), table(result))
+    figure(result, args.out.with_suffix(".png"))
+    print(table(result), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
