@@ -9,15 +9,16 @@ s_i(x) = max over task i's classes c of cos(φ_i(x), p_{c,i}). Reported, as mean
 
 - `own`: s_j(x), how close the input's own sub-network puts it to its own classes;
 - `foreign`: max over i ≠ j of s_i(x), the closest any other sub-network puts it to its classes;
-- `margin`: own − foreign per image (EASE's task choice is right, up to the α/T share, where it is
-  positive);
+- `margin`: own − foreign per image, its mean and `margin_std`, its spread over the images;
+  `foreign_wins`: the share of images (%) where it is negative, where EASE's task choice is
+  wrong but for the α/T share;
 - `task_id`: the share of images whose EASE prediction (the full reweighted logits) is a class of
   their own task, and `accuracy` (Last) of the same prediction.
 
 Each seed runs the config twice on the same split and class order: `trained` (its adapter
 settings) and `frozen` (`train.epochs=0`: every φ_i is E_0). The reading in docs/method.md §5.6,
 that each trained sub-network pulls foreign inputs onto one of its own prototypes, predicts
-`foreign` rising more than `own`, so the margin and task-id fall. Writes JSON (every seed), a
+`foreign` rising and `foreign_wins` rising with it. Writes JSON (every seed), a
 table (.md) and a figure (.png).
 
     python benchmarks/ease_subspaces.py                  # demo, seeds 1993-1995; ~6 min on 2 cores
@@ -48,7 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 # the 120-per-class held-out split of docs/method.md §5.6: 120 trained and 120 scored per class
 SPLIT = ["data.max_per_class_train=240", "data.holdout=0.5"]
 VARIANTS = {"frozen": ["train.epochs=0"], "trained": []}
-KEYS = ("own", "foreign", "margin", "task_id", "accuracy")
+KEYS = ("own", "foreign", "margin", "margin_std", "foreign_wins", "task_id", "accuracy")
+COSINES = ("own", "foreign", "margin", "margin_std")  # the rest are % of images
 
 
 def subspace_scores(feats: list[torch.Tensor], prototypes: torch.Tensor,
@@ -103,8 +105,10 @@ def score(learner: Learner, data, cfg) -> dict:
         own.append(o), foreign.append(f)
         correct.append(pred == y), right_task.append(class_task[pred] == task)
     own, foreign = torch.cat(own).double(), torch.cat(foreign).double()
+    margin = own - foreign
     return {"own": float(own.mean()), "foreign": float(foreign.mean()),
-            "margin": float((own - foreign).mean()),
+            "margin": float(margin.mean()), "margin_std": float(margin.std()),
+            "foreign_wins": 100 * float((margin < 0).double().mean()),
             "task_id": 100 * float(torch.cat(right_task).double().mean()),
             "accuracy": 100 * float(torch.cat(correct).double().mean()),
             "images": len(own)}
@@ -114,7 +118,7 @@ def table(result: dict) -> str:
     head = "| variant | " + " | ".join(KEYS) + " |\n" + "|---" * (len(KEYS) + 1) + "|\n"
     rows = []
     for name, s in result["summary"].items():
-        cells = [f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" if k in ("own", "foreign", "margin")
+        cells = [f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" if k in COSINES
                  else f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" for k in KEYS]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return head + "\n".join(rows) + "\n"
@@ -127,7 +131,8 @@ def figure(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_cos, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, keys in ((ax_cos, ("own", "foreign")), (ax_acc, ("task_id", "accuracy"))):
+    for ax, keys in ((ax_cos, ("own", "foreign", "margin_std")),
+                     (ax_acc, ("foreign_wins", "task_id", "accuracy"))):
         for v, (name, s) in enumerate(result["summary"].items()):
             x = np.arange(len(keys)) + 0.38 * (v - 0.5)
             ax.bar(x, [s[k]["mean"] for k in keys], width=0.36, label=name, alpha=0.7)
@@ -135,8 +140,7 @@ def figure(result: dict, path: Path) -> None:
                 seeds = list(s[k]["per_seed"].values())
                 ax.plot([xi] * len(seeds), seeds, "k.", ms=4)
         ax.set_xticks(range(len(keys)), keys)
-    ax_cos.set_ylabel("cosine to the closest own-task prototype")
-    ax_cos.set_ylim(bottom=min(s["foreign"]["mean"] for s in result["summary"].values()) - 0.1)
+    ax_cos.set_ylabel("cosine; spread of own − foreign")
     ax_acc.set_ylabel("% of held-out images")
     ax_cos.legend(frameon=False)
     fig.suptitle("EASE: how close each sub-network puts its own and foreign inputs", fontsize=10)
@@ -163,7 +167,9 @@ def main(argv=None) -> int:
             per_variant[name][seed] = measure(args.config, seed, [*args.overrides, *extra])
             m = per_variant[name][seed]
             print(f"seed {seed} {name:>7}: own {m['own']:.4f} foreign {m['foreign']:.4f} "
-                  f"task-id {m['task_id']:.2f} Last {m['accuracy']:.2f}", flush=True)
+                  f"margin {m['margin']:.4f} ± {m['margin_std']:.4f} foreign wins "
+                  f"{m['foreign_wins']:.2f} task-id {m['task_id']:.2f} Last {m['accuracy']:.2f}",
+                  flush=True)
     result = {"config": args.config, "overrides": args.overrides, "split": SPLIT,
               "variants": VARIANTS, "seeds": seeds, "std": "sample std over seeds, ddof = 1",
               "evaluated_on": "held-out training images after the last task; no test image",

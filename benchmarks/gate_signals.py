@@ -26,10 +26,11 @@ feature h0 the gate reads (`synapse.ngai.frozen_stages`: E_0(x) alone or followe
 outputs of the backbone's last k stages, recorded once per seed) on top of both. The winner
 has the highest mean held-out Avg over the seeds; a signal that costs more (own_*: every
 sub-network runs for every input; inhibition: one more mechanism) must beat the cheap h0 signal by
-more than MARGIN points. Beside the gates: what the frozen features separate by themselves on
-the same images (a raw argmax, no gate: nearest class mean and the chosen scorer, on E_0(x) and on
-the chosen h0); the gates' final prediction also reads the open sub-networks, so it can pass it
-by a little.
+more than MARGIN points. When the winner is not what the demo config runs, both are replayed
+on the same inputs and compared seed by seed (`chosen_vs_demo`). Beside the gates: what the
+frozen features separate by themselves on the same images (a raw argmax, no gate: nearest class
+mean and the chosen scorer, on E_0(x) and on the chosen h0); the gates' final prediction also
+reads the open sub-networks, so it can pass it by a little.
 
     python benchmarks/gate_signals.py                     # seeds 1993-1997; about 10 minutes on 2 cores
     python benchmarks/gate_signals.py --seeds 1993 --out /tmp/gate_signals.json
@@ -340,6 +341,19 @@ KEYS = ("avg", "last", "final_gate_accuracy", "mean_gate_accuracy", "final_open_
         "final_task_id_accuracy", "eval_passes")
 
 
+def demo_signals(demo) -> list[str]:
+    """The demo config's values of every signal the stages choose, as overrides of synapse.*."""
+    ngai = demo.synapse.ngai
+    return [f"ngai.pre={ngai.pre}", f"ngai.ridge_lambda={ngai.ridge_lambda:g}",
+            f"ngai.ridge_temperature={ngai.ridge_temperature:g}",
+            f"ngai.lda_shrinkage={ngai.lda_shrinkage:g}",
+            f"ngai.lda_temperature={ngai.lda_temperature:g}",
+            f"ngai.random_features={ngai.random_features}",
+            f"ngai.depolarisation={ngai.depolarisation}",
+            f"ngai.prototype_temperature={ngai.prototype_temperature:g}",
+            f"ngai.frozen_stages={ngai.frozen_stages}"]
+
+
 def run_stage(recs: dict, variants: dict[str, tuple[list[str], bool]], log: list) -> dict:
     """Every variant on every seed; per seed and the mean (std over seeds)."""
     per_seed, mean = {}, {}
@@ -431,6 +445,18 @@ def main(argv: list[str] | None = None) -> int:
     demo = load_config("demo")  # the setting measured here: its config holds the chosen values
     defaults = apply_overrides(demo, [f"synapse.{o}" for o in chosen]) == demo
     results["chosen"]["is_the_default"] = defaults
+    if not defaults:  # how far the pick is from what the demo config runs, on the same inputs
+        current = demo_signals(demo)
+        results["chosen_vs_demo"] = {"demo": current, "per_seed": {
+            seed: {name: {k: r[k] for k in ("avg", "last")}
+                   for name, r in (("chosen", replay(rec, chosen, seed)),
+                                   ("demo", replay(rec, current, seed)))}
+            for seed, rec in recs.items()}}
+        for name in ("chosen", "demo"):
+            rows = [r[name] for r in results["chosen_vs_demo"]["per_seed"].values()]
+            print(f"{name:>6} ({' '.join(current if name == 'demo' else chosen)}): Avg "
+                  f"{np.mean([r['avg'] for r in rows]):.2f} Last "
+                  f"{np.mean([r['last'] for r in rows]):.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"chosen: {' '.join(chosen)} ({'the' if defaults else 'NOT the'} demo config's)\n"

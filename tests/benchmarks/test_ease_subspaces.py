@@ -17,8 +17,9 @@ spec = importlib.util.spec_from_file_location("ease_subspaces",
 ease_subspaces = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ease_subspaces)
 
-# noisy enough that Last is far from 100 % and differs between trained and frozen
-NOISY = ["train.lr=0.5", "data.synthetic.noise=3.0"]
+# noisy enough that Last is far from 100 %; alpha 0: no
+# cross-subspace share in EASE's logits
+NOISY = ["train.lr=0.5", "data.synthetic.noise=3.0", "prototypes.alpha=0"]
 
 
 def test_each_sub_network_scores_an_input_against_its_own_tasks_classes_only():
@@ -48,10 +49,14 @@ def test_trained_and_frozen_runs_on_the_held_out_split_write_json_table_and_figu
     m = {name: runs["3"] for name, runs in result["per_seed"].items()}
     for name, row in m.items():
         assert row["margin"] == pytest.approx(row["own"] - row["foreign"], abs=1e-12)
+        # with alpha 0 EASE's logit is the own-subspace cosine alone: its task choice is wrong
+        # exactly where a foreign sub-network scores the input higher than its own
+        assert row["foreign_wins"] == pytest.approx(100 - row["task_id"])
+        assert row["margin_std"] > 0
         assert -1.0 <= row["foreign"] <= 1.0 and -1.0 <= row["own"] <= 1.0
         # the held-out split: 12 of tiny-synthetic's 24 training images per class, 6 classes
         assert row["images"] == 6 * 12
-    assert m["trained"]["accuracy"] != m["frozen"]["accuracy"]  # the sub-networks moved
+    assert m["trained"]["own"] != m["frozen"]["own"]  # the sub-networks moved
     # the prediction scored here is the learner's own: the same Last as a run with gate none
     for name, extra in ease_subspaces.VARIANTS.items():
         run = start_run(load_config("tiny-synthetic", [
