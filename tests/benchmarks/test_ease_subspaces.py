@@ -38,6 +38,11 @@ def test_each_sub_network_scores_an_input_against_its_own_tasks_classes_only():
                                                   torch.tensor([0, 2]))
     assert own.tolist() == pytest.approx([0.9, 0.3])
     assert foreign.tolist() == pytest.approx([0.5, 0.8])
+    # standardised: (0.9 - 0.95) / 0.05 = -1 against (0.8 - 0.5) / 0.1 = 3 picks sub-network 1,
+    # though its raw score is lower
+    chosen = ease_subspaces.standardised_choice(torch.tensor([[0.9, 0.8]]),
+                                                torch.tensor([0.95, 0.5]), torch.tensor([0.05, 0.1]))
+    assert chosen.tolist() == [1]
 
 
 def test_trained_and_frozen_runs_on_the_held_out_split_write_json_table_and_figure(tmp_path):
@@ -53,6 +58,7 @@ def test_trained_and_frozen_runs_on_the_held_out_split_write_json_table_and_figu
         # exactly where a foreign sub-network scores the input higher than its own
         assert row["foreign_wins"] == pytest.approx(100 - row["task_id"])
         assert row["margin_std"] > 0
+        assert 0 <= row["accuracy_standardised"] <= row["task_id_standardised"] <= 100
         assert -1.0 <= row["foreign"] <= 1.0 and -1.0 <= row["own"] <= 1.0
         # the held-out split: 12 of tiny-synthetic's 24 training images per class, 6 classes
         assert row["images"] == 6 * 12
