@@ -204,6 +204,14 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    from artsy.errors import BAD_INPUT, one_line
+
+    try:  # every variant's config, before any run starts
+        for extra in VARIANTS.values():
+            load_config(args.config, ["synapse.gate=none", *SPLIT, *args.overrides, *extra])
+    except BAD_INPUT as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
     per_variant: dict[str, dict[int, dict]] = {name: {} for name in VARIANTS}
     for seed in seeds:
         for name, extra in VARIANTS.items():

@@ -71,3 +71,12 @@ def test_trained_and_frozen_runs_on_the_held_out_split_write_json_table_and_figu
         assert m[name]["accuracy"] == pytest.approx(run.metrics.summary()["last"])
     assert out.with_suffix(".md").read_text().count("\n") == 2 + 2
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_bad_override_is_refused_in_one_line_before_any_run(tmp_path, capsys):
+    out = tmp_path / "ease.json"
+    assert ease_subspaces.main(["--config", "tiny-synthetic", "--out", str(out),
+                                "train.lr=fast"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "train.lr" in err
+    assert not out.exists()
