@@ -52,6 +52,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synsim.files import write_text
+
 REPO = Path(__file__).resolve().parents[1]
 HOLDOUT = 0.2
 
@@ -458,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{np.mean([r['avg'] for r in rows]):.2f} Last "
                   f"{np.mean([r['last'] for r in rows]):.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    write_text(args.out, json.dumps(results, indent=1) + "\n")  # atomically
     print(f"chosen: {' '.join(chosen)} ({'the' if defaults else 'NOT the'} demo config's)\n"
           f"wrote {args.out}")
     return 0
