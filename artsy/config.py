@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 # The named configs ship inside the package (package data), so `python -m artsy.run cifar100`
 # works from any directory after a plain `pip install`, editable or not.
 CONFIG_DIR = resources.files(__package__) / "configs"
+# The override of every frozen row: the sub-networks are never trained, so each stays E_0 and
+# a gate routes between copies of the frozen backbone (what the trained sub-networks add)
+UNTRAINED = "train.epochs=0"
 
 
 def config_names() -> list[str]:

@@ -29,7 +29,7 @@ from synsim import demo as receptor_demo
 from synsim import files
 
 from . import figures  # noqa: E402
-from .config import DataConfig, load_config  # noqa: E402
+from .config import UNTRAINED, DataConfig, load_config  # noqa: E402
 from .errors import BAD_INPUT, DataError, one_line  # noqa: E402
 from .runner import RunResult, resolve_path, start_run  # noqa: E402
 
@@ -37,7 +37,7 @@ from .runner import RunResult, resolve_path, start_run  # noqa: E402
 # frozen row (train.epochs=0: the same gate over untrained sub-networks) shows what the trained
 # sub-networks add.
 DEMO_RUNS = (("ngai", ["synapse.gate=ngai"]), ("none", ["synapse.gate=none"]),
-             ("ngai-frozen", ["synapse.gate=ngai", "train.epochs=0"]))
+             ("ngai-frozen", ["synapse.gate=ngai", UNTRAINED]))
 CIFAR10_CACHE = Path.home() / ".cache" / "artsy" / "cifar10"
 QUICK = ["data.max_per_class_train=16", "data.max_per_class_test=8", "train.epochs=1",
          "data.image_size=32"]

@@ -190,13 +190,15 @@ class Server:
 def row_specs(gates: list[str], frozen: list[str] = (), baselines: list[str] = ()) -> list[dict]:
     """Each gate, followed by its frozen variant (train.epochs=0) when it is in `frozen`; then
     the frozen-backbone baselines (artsy.methods: no adapters, no gates)."""
+    from artsy.config import UNTRAINED
+
     rows = []
     for gate in gates:
         rows.append({"name": gate, "gate": gate, "frozen": False,
                      "overrides": [f"synapse.gate={gate}"]})
         if gate in frozen:
             rows.append({"name": f"{gate} frozen", "gate": gate, "frozen": True,
-                         "overrides": [f"synapse.gate={gate}", "train.epochs=0"]})
+                         "overrides": [f"synapse.gate={gate}", UNTRAINED]})
     for method in baselines:
         rows.append({"name": method, "gate": None, "frozen": True,
                      "overrides": [f"method={method}"]})

@@ -34,6 +34,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -41,7 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from artsy.config import load_config  # noqa: E402
+from artsy.config import UNTRAINED, load_config  # noqa: E402
 from artsy.learner import Learner  # noqa: E402
 from artsy.prototypes import reweighted_cosine_logits  # noqa: E402
 from artsy.runner import load_task_data  # noqa: E402
@@ -51,7 +52,7 @@ from synsim.files import atomic_path, write_json, write_text  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 # the 120-per-class held-out split of docs/method.md §5.6: 120 trained and 120 scored per class
 SPLIT = ["data.max_per_class_train=240", "data.holdout=0.5"]
-VARIANTS = {"frozen": ["train.epochs=0"], "trained": []}
+VARIANTS = {"frozen": [UNTRAINED], "trained": []}
 KEYS = ("own", "foreign", "margin", "margin_std", "foreign_wins", "task_id", "accuracy",
         "task_id_standardised", "accuracy_standardised")
 COSINES = ("own", "foreign", "margin", "margin_std")  # the rest are % of images
@@ -87,11 +88,17 @@ def own_and_foreign(scores: torch.Tensor, task: torch.Tensor) -> tuple[torch.Ten
     return own, others.max(dim=1).values
 
 
+def variant_config(config: str, overrides: list[str], seed: Optional[int] = None):
+    """`config` with gate `none` on the held-out split, the seed (class order and training), then
+    `overrides`."""
+    seeded = [] if seed is None else [f"run.seed={seed}", f"data.seed={seed}"]
+    return load_config(config, ["synapse.gate=none", *SPLIT, *seeded, *overrides])
+
+
 def measure(config: str, seed: int, overrides: list[str]) -> dict:
     """Train every task of `config` with gate `none` on the held-out split; score the held-out
     images of every class after the last task."""
-    cfg = load_config(config, ["synapse.gate=none", *SPLIT, f"run.seed={seed}",
-                               f"data.seed={seed}", *overrides])
+    cfg = variant_config(config, overrides, seed)
     data = load_task_data(cfg)
     learner = Learner(cfg, data, progress=False)
     for task in range(data.n_tasks):
@@ -208,7 +215,7 @@ def main(argv=None) -> int:
 
     try:  # every variant's config, before any run starts
         for extra in VARIANTS.values():
-            load_config(args.config, ["synapse.gate=none", *SPLIT, *args.overrides, *extra])
+            variant_config(args.config, [*args.overrides, *extra])
     except BAD_INPUT as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -46,7 +46,7 @@ def measure(seed: int, size: int, stages: list[int]) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from artsy.config import load_config
+    from artsy.config import UNTRAINED, load_config
     from artsy.gates.ngai import joint_scorer
     from artsy.learner import Learner
     from artsy.prototypes import class_task_index
@@ -54,7 +54,7 @@ def measure(seed: int, size: int, stages: list[int]) -> dict:
 
     cfg = load_config("demo", [f"data.holdout={HOLDOUT}", f"data.seed={seed}",
                                f"run.seed={seed}", f"data.image_size={size}", "train.device=cpu",
-                               "train.epochs=0"])
+                               UNTRAINED])
     data = load_task_data(cfg)
     learner = Learner(cfg, data, progress=False)
     deepest = max(stages)

@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         current = demo_signals(demo)
         results["chosen_vs_demo"] = {"demo": current, "per_seed": {
             seed: {name: {k: r[k] for k in ("avg", "last")}
-                   for name, r in (("chosen", replay(rec, chosen, seed)),
+                   for name, r in (("chosen", stage3["per_seed"][seed][frozen]),
                                    ("demo", replay(rec, current, seed)))}
             for seed, rec in recs.items()}}
         for name in ("chosen", "demo"):

@@ -33,7 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from artsy.config import load_config, to_dict  # noqa: E402
+from artsy.config import UNTRAINED, load_config, to_dict  # noqa: E402
 from artsy.runner import start_run  # noqa: E402
 from artsy.seeds import summarize as over_seeds  # noqa: E402
 from synsim.files import atomic_path, write_json, write_text  # noqa: E402
@@ -61,7 +61,7 @@ def run(config: str, setting: str, gate: str, seed: int, holdout: float, out_dir
 
 def is_frozen(setting: str) -> bool:
     """A setting with the exact override `train.epochs=0`: adapters left at zero."""
-    return "train.epochs=0" in setting.split()
+    return UNTRAINED in setting.split()
 
 
 def frozen_key(setting: str) -> frozenset:

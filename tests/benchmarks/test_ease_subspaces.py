@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from artsy.config import load_config
 from artsy.runner import start_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,9 +64,9 @@ def test_trained_and_frozen_runs_on_the_held_out_split_write_json_table_and_figu
     assert m["trained"]["own"] != m["frozen"]["own"]  # the sub-networks moved
     # the prediction scored here is the learner's own: the same Last as a run with gate none
     for name, extra in ease_subspaces.VARIANTS.items():
-        run = start_run(load_config("tiny-synthetic", [
-            "synapse.gate=none", *ease_subspaces.SPLIT, "run.seed=3", "data.seed=3",
-            *NOISY, f"run.out_dir={tmp_path / name}", *extra]), progress=False)
+        cfg = ease_subspaces.variant_config(
+            "tiny-synthetic", [*NOISY, *extra, f"run.out_dir={tmp_path / name}"], seed=3)
+        run = start_run(cfg, progress=False)
         assert m[name]["accuracy"] == pytest.approx(run.metrics.summary()["last"])
     assert out.with_suffix(".md").read_text().count("\n") == 2 + 2
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
