@@ -27,7 +27,9 @@ outputs of the backbone's last k stages, recorded once per seed) on top of both.
 has the highest mean held-out Avg over the seeds; a signal that costs more (own_*: every
 sub-network runs for every input; inhibition: one more mechanism) must beat the cheap h0 signal by
 more than MARGIN points. When the winner is not what the demo config runs, both are replayed
-on the same inputs and compared seed by seed (`chosen_vs_demo`). Beside the gates: what the
+on the same inputs and compared seed by seed (`chosen_vs_demo`); its `verdict` says whether the
+demo's values should change: only for a mean Avg gain above INCUMBENT_MARGIN with no loss of
+mean Last. Beside the gates: what the
 frozen features separate by themselves on the same images (a raw argmax, no gate: nearest class
 mean and the chosen scorer, on E_0(x) and on the chosen h0); the gates' final prediction also
 reads the open sub-networks, so it can pass it by a little.
@@ -58,6 +60,9 @@ REPO = Path(__file__).resolve().parents[1]
 HOLDOUT = 0.2
 
 MARGIN = 0.5  # Avg points a costlier signal (own_*, inhibition) must gain over the h0 one
+# Mean Avg points a pick must gain over the demo config's values, with no loss of mean Last,
+# before those values (and with them every recorded ngai row) change: a tie keeps the incumbent.
+INCUMBENT_MARGIN = 0.5
 
 # Stage 1, the release pre_t (depolarisation: prototype_share at tau = 0.1), name -> overrides of
 # synapse.*; the first is today's ngai.
@@ -384,6 +389,18 @@ def best(mean: dict, names) -> str:
     return max(names, key=lambda n: (round(mean[n]["avg"], 6), round(mean[n]["last"], 6)))
 
 
+def verdict(per_seed: dict) -> dict:
+    """Whether the pick should replace the demo config's values, from the side-by-side rows
+    ({seed: {"chosen": {"avg", "last"}, "demo": {...}}}): only if its mean Avg is more than
+    INCUMBENT_MARGIN points higher and its mean Last not lower."""
+    rows = list(per_seed.values())
+    gain = {k: float(np.mean([r["chosen"][k] - r["demo"][k] for r in rows]))
+            for k in ("avg", "last")}
+    change = gain["avg"] > INCUMBENT_MARGIN and gain["last"] >= 0
+    return {"avg_gain": gain["avg"], "last_gain": gain["last"], "margin": INCUMBENT_MARGIN,
+            "change_the_demo": change}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1993, 1994, 1995, 1996, 1997])
@@ -430,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                     # the demo config as extracted: E_0(x) alone, every stage recorded apart
                     "extraction_config": json.loads(str(recs[args.seeds[0]].z["config"])),
                     "evaluated_on": "held-out training images (data.holdout); no test image",
-                    "rule": f"highest mean Avg; own_* and inhibition must gain > {MARGIN}"},
+                    "rule": f"highest mean Avg; own_* and inhibition must gain > {MARGIN}; the "
+                            f"demo's values change only for > {INCUMBENT_MARGIN} Avg and no "
+                            "loss of Last"},
         "chosen": {"release": pre, "depolarisation": dep, "frozen_feature": frozen,
                    "overrides": chosen, "inhibition": dep == "inhibition"},
         "stage1_release": stage1, "stage2_depolarisation": stage2,
@@ -459,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>6} ({' '.join(current if name == 'demo' else chosen)}): Avg "
                   f"{np.mean([r['avg'] for r in rows]):.2f} Last "
                   f"{np.mean([r['last'] for r in rows]):.2f}")
+        v = results["chosen_vs_demo"]["verdict"] = verdict(
+            results["chosen_vs_demo"]["per_seed"])
+        print(f"-> {'change' if v['change_the_demo'] else 'keep'} the demo's values: the pick "
+              f"gains {v['avg_gain']:+.2f} Avg and {v['last_gain']:+.2f} Last (a change needs "
+              f"> {INCUMBENT_MARGIN} Avg and no loss of Last)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, json.dumps(results, indent=1) + "\n")  # atomically
     print(f"chosen: {' '.join(chosen)} ({'the' if defaults else 'NOT the'} demo config's)\n"
