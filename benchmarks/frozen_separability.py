@@ -20,7 +20,7 @@ images, class and task-id accuracy:
 Whether a gate reading h0 can reach the oracle depends on these numbers: each image the best
 read-out assigns to the wrong task is one the gate would have to route by something else.
 
-    python benchmarks/frozen_separability.py                          # about 12 minutes on 2 cores
+    python benchmarks/frozen_separability.py                          # about 14 minutes on 2 cores
     python benchmarks/frozen_separability.py --seeds 1993 --sizes 96 128 --stages 0 3
 """
 
@@ -57,11 +57,16 @@ def mirrored(transform):
     return T.Compose([T.RandomHorizontalFlip(p=1.0), transform])
 
 
+def kept_widths(widths: list[int], k: int) -> list[int]:
+    """The widths of h0's blocks at k stages: E_0(x)'s, then the last k of `widths[1:]`."""
+    return [widths[0], *widths[len(widths) - k:]] if k else widths[:1]
+
+
 def at_stages(h: np.ndarray, widths: list[int], k: int) -> np.ndarray:
     """h0 at k stages from h0 at len(widths) - 1 stages: `widths` are the blocks' widths
     (E_0(x), then the stages in order); the first block and the last k stages are kept."""
-    return np.concatenate([h[:, : widths[0]], h[:, h.shape[1] - sum(widths[len(widths) - k:]):]]
-                          if k else [h[:, : widths[0]]], axis=1)
+    stages = sum(kept_widths(widths, k)[1:])
+    return np.concatenate([h[:, : widths[0]], h[:, h.shape[1] - stages:]], axis=1)
 
 
 def unit_blocks(h: np.ndarray, widths: list[int]) -> np.ndarray:
@@ -141,7 +146,7 @@ def measure(seed: int, size: int, stages: list[int], config: str = "demo",
     out = {"feature_pass_s": time.perf_counter() - start}
     task_of = class_task_index(data.tasks).numpy()
     for k in stages:
-        kw = [widths[0], *widths[len(widths) - k:]] if k else [widths[0]]
+        kw = kept_widths(widths, k)
         tr = [(at_stages(h, widths, k), y) for h, y in train]
         vh = at_stages(val_h0, widths, k)
         both = [(np.concatenate([h, at_stages(m, widths, k)]), np.concatenate([y, y]))
